@@ -1,0 +1,157 @@
+#include "signet/pkcs11/error.hpp"
+
+#include <cstdio>
+
+namespace signet::pkcs11 {
+namespace {
+
+struct CkrName {
+    CK_RV rv;
+    const char* name;
+};
+
+#define SIGNET_CKR(x) {x, #x}
+constexpr CkrName kNames[] = {
+    SIGNET_CKR(CKR_OK),
+    SIGNET_CKR(CKR_CANCEL),
+    SIGNET_CKR(CKR_HOST_MEMORY),
+    SIGNET_CKR(CKR_SLOT_ID_INVALID),
+    SIGNET_CKR(CKR_GENERAL_ERROR),
+    SIGNET_CKR(CKR_FUNCTION_FAILED),
+    SIGNET_CKR(CKR_ARGUMENTS_BAD),
+    SIGNET_CKR(CKR_NO_EVENT),
+    SIGNET_CKR(CKR_NEED_TO_CREATE_THREADS),
+    SIGNET_CKR(CKR_CANT_LOCK),
+    SIGNET_CKR(CKR_ATTRIBUTE_READ_ONLY),
+    SIGNET_CKR(CKR_ATTRIBUTE_SENSITIVE),
+    SIGNET_CKR(CKR_ATTRIBUTE_TYPE_INVALID),
+    SIGNET_CKR(CKR_ATTRIBUTE_VALUE_INVALID),
+    SIGNET_CKR(CKR_ACTION_PROHIBITED),
+    SIGNET_CKR(CKR_DATA_INVALID),
+    SIGNET_CKR(CKR_DATA_LEN_RANGE),
+    SIGNET_CKR(CKR_DEVICE_ERROR),
+    SIGNET_CKR(CKR_DEVICE_MEMORY),
+    SIGNET_CKR(CKR_DEVICE_REMOVED),
+    SIGNET_CKR(CKR_ENCRYPTED_DATA_INVALID),
+    SIGNET_CKR(CKR_ENCRYPTED_DATA_LEN_RANGE),
+    SIGNET_CKR(CKR_FUNCTION_CANCELED),
+    SIGNET_CKR(CKR_FUNCTION_NOT_PARALLEL),
+    SIGNET_CKR(CKR_FUNCTION_NOT_SUPPORTED),
+    SIGNET_CKR(CKR_KEY_HANDLE_INVALID),
+    SIGNET_CKR(CKR_KEY_SIZE_RANGE),
+    SIGNET_CKR(CKR_KEY_TYPE_INCONSISTENT),
+    SIGNET_CKR(CKR_KEY_NOT_NEEDED),
+    SIGNET_CKR(CKR_KEY_CHANGED),
+    SIGNET_CKR(CKR_KEY_NEEDED),
+    SIGNET_CKR(CKR_KEY_INDIGESTIBLE),
+    SIGNET_CKR(CKR_KEY_FUNCTION_NOT_PERMITTED),
+    SIGNET_CKR(CKR_KEY_NOT_WRAPPABLE),
+    SIGNET_CKR(CKR_KEY_UNEXTRACTABLE),
+    SIGNET_CKR(CKR_MECHANISM_INVALID),
+    SIGNET_CKR(CKR_MECHANISM_PARAM_INVALID),
+    SIGNET_CKR(CKR_OBJECT_HANDLE_INVALID),
+    SIGNET_CKR(CKR_OPERATION_ACTIVE),
+    SIGNET_CKR(CKR_OPERATION_NOT_INITIALIZED),
+    SIGNET_CKR(CKR_PIN_INCORRECT),
+    SIGNET_CKR(CKR_PIN_INVALID),
+    SIGNET_CKR(CKR_PIN_LEN_RANGE),
+    SIGNET_CKR(CKR_PIN_EXPIRED),
+    SIGNET_CKR(CKR_PIN_LOCKED),
+    SIGNET_CKR(CKR_SESSION_CLOSED),
+    SIGNET_CKR(CKR_SESSION_COUNT),
+    SIGNET_CKR(CKR_SESSION_HANDLE_INVALID),
+    SIGNET_CKR(CKR_SESSION_PARALLEL_NOT_SUPPORTED),
+    SIGNET_CKR(CKR_SESSION_READ_ONLY),
+    SIGNET_CKR(CKR_SESSION_EXISTS),
+    SIGNET_CKR(CKR_SESSION_READ_ONLY_EXISTS),
+    SIGNET_CKR(CKR_SESSION_READ_WRITE_SO_EXISTS),
+    SIGNET_CKR(CKR_SIGNATURE_INVALID),
+    SIGNET_CKR(CKR_SIGNATURE_LEN_RANGE),
+    SIGNET_CKR(CKR_TEMPLATE_INCOMPLETE),
+    SIGNET_CKR(CKR_TEMPLATE_INCONSISTENT),
+    SIGNET_CKR(CKR_TOKEN_NOT_PRESENT),
+    SIGNET_CKR(CKR_TOKEN_NOT_RECOGNIZED),
+    SIGNET_CKR(CKR_TOKEN_WRITE_PROTECTED),
+    SIGNET_CKR(CKR_UNWRAPPING_KEY_HANDLE_INVALID),
+    SIGNET_CKR(CKR_UNWRAPPING_KEY_SIZE_RANGE),
+    SIGNET_CKR(CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT),
+    SIGNET_CKR(CKR_USER_ALREADY_LOGGED_IN),
+    SIGNET_CKR(CKR_USER_NOT_LOGGED_IN),
+    SIGNET_CKR(CKR_USER_PIN_NOT_INITIALIZED),
+    SIGNET_CKR(CKR_USER_TYPE_INVALID),
+    SIGNET_CKR(CKR_USER_ANOTHER_ALREADY_LOGGED_IN),
+    SIGNET_CKR(CKR_USER_TOO_MANY_TYPES),
+    SIGNET_CKR(CKR_WRAPPED_KEY_INVALID),
+    SIGNET_CKR(CKR_WRAPPED_KEY_LEN_RANGE),
+    SIGNET_CKR(CKR_WRAPPING_KEY_HANDLE_INVALID),
+    SIGNET_CKR(CKR_WRAPPING_KEY_SIZE_RANGE),
+    SIGNET_CKR(CKR_WRAPPING_KEY_TYPE_INCONSISTENT),
+    SIGNET_CKR(CKR_RANDOM_SEED_NOT_SUPPORTED),
+    SIGNET_CKR(CKR_RANDOM_NO_RNG),
+    SIGNET_CKR(CKR_DOMAIN_PARAMS_INVALID),
+    SIGNET_CKR(CKR_CURVE_NOT_SUPPORTED),
+    SIGNET_CKR(CKR_BUFFER_TOO_SMALL),
+    SIGNET_CKR(CKR_SAVED_STATE_INVALID),
+    SIGNET_CKR(CKR_INFORMATION_SENSITIVE),
+    SIGNET_CKR(CKR_STATE_UNSAVEABLE),
+    SIGNET_CKR(CKR_CRYPTOKI_NOT_INITIALIZED),
+    SIGNET_CKR(CKR_CRYPTOKI_ALREADY_INITIALIZED),
+    SIGNET_CKR(CKR_MUTEX_BAD),
+    SIGNET_CKR(CKR_MUTEX_NOT_LOCKED),
+    SIGNET_CKR(CKR_NEW_PIN_MODE),
+    SIGNET_CKR(CKR_NEXT_OTP),
+    SIGNET_CKR(CKR_EXCEEDED_MAX_ITERATIONS),
+    SIGNET_CKR(CKR_FIPS_SELF_TEST_FAILED),
+    SIGNET_CKR(CKR_LIBRARY_LOAD_FAILED),
+    SIGNET_CKR(CKR_PIN_TOO_WEAK),
+    SIGNET_CKR(CKR_PUBLIC_KEY_INVALID),
+    SIGNET_CKR(CKR_FUNCTION_REJECTED),
+};
+#undef SIGNET_CKR
+
+class CkrCategory final : public boost::system::error_category {
+public:
+    const char* name() const noexcept override { return "pkcs11"; }
+    std::string message(int ev) const override {
+        const auto rv = static_cast<CK_RV>(static_cast<unsigned int>(ev));
+        char hex[24];
+        std::snprintf(hex, sizeof hex, " (0x%lx)", rv);
+        return ckr_name(rv) + hex;
+    }
+};
+
+}  // namespace
+
+const boost::system::error_category& ckr_category() noexcept {
+    static const CkrCategory category;
+    return category;
+}
+
+boost::system::error_code make_error_code(Ckr rv) noexcept {
+    // CK_RVs fit in 32 bits (vendor codes set bit 31); error_code stores an int.
+    return {static_cast<int>(static_cast<unsigned int>(static_cast<CK_RV>(rv))), ckr_category()};
+}
+
+std::string ckr_name(CK_RV rv) {
+    for (const CkrName& n : kNames) {
+        if (n.rv == rv) return n.name;
+    }
+    char buf[48];
+    if (rv & CKR_VENDOR_DEFINED) {
+        std::snprintf(buf, sizeof buf, "CKR_VENDOR_DEFINED+0x%lx", rv & ~CKR_VENDOR_DEFINED);
+    } else {
+        std::snprintf(buf, sizeof buf, "CKR_UNKNOWN(0x%lx)", rv);
+    }
+    return buf;
+}
+
+Error ck_error(CK_RV rv, std::string operation) {
+    return Error{make_error_code(static_cast<Ckr>(rv)), std::move(operation)};
+}
+
+CK_RV ckr_of(const Error& e) noexcept {
+    if (e.code.category() != ckr_category()) return CKR_OK;
+    return static_cast<CK_RV>(static_cast<unsigned int>(e.code.value()));
+}
+
+}  // namespace signet::pkcs11
