@@ -1,7 +1,8 @@
 // bench/hsm_baseline: the "HSM limit" every later benchmark divides by.
 //
 // For each algorithm and thread count it measures signatures per second
-//   - raw:      C_SignInit + C_Sign on one dedicated session per thread (no Signet code in the loop)
+//   - raw:      C_SignInit + C_Sign on one dedicated session per thread (no Signet code in the
+//   loop)
 //   - keystore: signet::pkcs11::KeyStore::sign (pool lease, handle cache, encoding)
 //   - openssl:  OpenSSL EVP with an in-memory key of the same algorithm (software reference)
 // and prints a table. Run it through bench/with-softhsm (make bench-baseline), or point it at any
@@ -57,7 +58,8 @@ std::vector<std::string> split(const std::string& s) {
     std::size_t start = 0;
     while (start <= s.size()) {
         const auto comma = s.find(',', start);
-        out.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        out.push_back(
+            s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
         if (comma == std::string::npos) break;
         start = comma + 1;
     }
@@ -172,7 +174,8 @@ bool openssl_sign_once(EVP_PKEY* key, Algorithm a, const Bytes& digest) {
     unsigned char sig[512];
     size_t len = sizeof sig;
     if (a == Algorithm::ed25519) {
-        std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+        std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(),
+                                                                   EVP_MD_CTX_free);
         return EVP_DigestSignInit(md.get(), nullptr, nullptr, nullptr, key) == 1 &&
                EVP_DigestSign(md.get(), sig, &len, digest.data(), digest.size()) == 1;
     }
@@ -234,24 +237,25 @@ int main(int argc, char** argv) {
         for (const int threads : opt.threads) {
             const double raw = measure(threads, opt.seconds, [&](const std::atomic<bool>& stop) {
                 // One dedicated session per worker for the whole run: only Cryptoki in the loop.
-                auto n = keys.token().run("bench raw sign", [&](signet::pkcs11::Session& s)
-                                                                -> signet::Result<std::uint64_t> {
-                    const auto h = SIGNET_TRY(keys.handles(s, key->id));
-                    CK_MECHANISM mech{raw_mechanism(a), nullptr, 0};
-                    CK_RV rv = CKR_OK;
-                    auto count = repeat(stop, [&] {
-                        unsigned char sig[512];
-                        CK_ULONG len = sizeof sig;
-                        rv = s.fn().C_SignInit(s.handle(), &mech, h.private_key);
-                        if (rv == CKR_OK) {
-                            rv = s.fn().C_Sign(s.handle(), const_cast<CK_BYTE*>(tbs.data()),
-                                               tbs.size(), sig, &len);
-                        }
-                        return rv == CKR_OK;
+                auto n = keys.token().run(
+                    "bench raw sign",
+                    [&](signet::pkcs11::Session& s) -> signet::Result<std::uint64_t> {
+                        const auto h = SIGNET_TRY(keys.handles(s, key->id));
+                        CK_MECHANISM mech{raw_mechanism(a), nullptr, 0};
+                        CK_RV rv = CKR_OK;
+                        auto count = repeat(stop, [&] {
+                            unsigned char sig[512];
+                            CK_ULONG len = sizeof sig;
+                            rv = s.fn().C_SignInit(s.handle(), &mech, h.private_key);
+                            if (rv == CKR_OK) {
+                                rv = s.fn().C_Sign(s.handle(), const_cast<CK_BYTE*>(tbs.data()),
+                                                   tbs.size(), sig, &len);
+                            }
+                            return rv == CKR_OK;
+                        });
+                        if (!count) return signet::pkcs11::ck_error(rv, "C_Sign");
+                        return *count;
                     });
-                    if (!count) return signet::pkcs11::ck_error(rv, "C_Sign");
-                    return *count;
-                });
                 return n ? std::optional<std::uint64_t>(*n) : std::nullopt;
             });
             const signet::pkcs11::SignRequest req{

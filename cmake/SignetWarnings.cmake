@@ -7,6 +7,13 @@ target_compile_options(signet_warnings INTERFACE
   -Wdouble-promotion -Wformat=2 -Wimplicit-fallthrough)
 if(SIGNET_WERROR)
   target_compile_options(signet_warnings INTERFACE -Werror)
+  # GCC's flow-sensitive warnings depend on inlining: at -O2 (release) GCC 12 reports "potential
+  # null pointer dereference" inside Boost.Asio's scheduler, shared_ptr, std::optional and on every
+  # `r->x` after `if (!r) return` on a boost::system::result, plus -Wrestrict/-Warray-bounds in
+  # libstdc++'s string code: paths that cannot execute. They stay visible in optimised builds but
+  # do not fail them; Debug builds (dev, asan, tsan: what CI runs) still treat them as errors.
+  target_compile_options(signet_warnings INTERFACE
+    $<$<AND:$<CXX_COMPILER_ID:GNU>,$<NOT:$<CONFIG:Debug>>>:-Wno-error=null-dereference;-Wno-error=restrict;-Wno-error=array-bounds>)
 endif()
 # -Wnon-virtual-dtor is left out: boost::system::error_category has a protected non-virtual
 # destructor by design, and every error category would trip it. -Wdelete-non-virtual-dtor (in

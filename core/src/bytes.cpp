@@ -21,7 +21,8 @@ std::string b64_encode(ByteView b, const char* alphabet, bool pad) {
     out.reserve((b.size() + 2) / 3 * 4);
     std::size_t i = 0;
     for (; i + 3 <= b.size(); i += 3) {
-        const std::uint32_t v = (std::uint32_t{b[i]} << 16) | (std::uint32_t{b[i + 1]} << 8) | b[i + 2];
+        const std::uint32_t v =
+            (std::uint32_t{b[i]} << 16) | (std::uint32_t{b[i + 1]} << 8) | b[i + 2];
         out += alphabet[(v >> 18) & 63];
         out += alphabet[(v >> 12) & 63];
         out += alphabet[(v >> 6) & 63];
@@ -68,9 +69,9 @@ Result<Bytes> b64_decode(std::string_view s, const char* alphabet, bool allow_pa
     for (std::size_t i = 0; i < len; ++i) {
         const int v = table[static_cast<unsigned char>(s[i])];
         if (v < 0) {
-            return make_error(Errc::invalid_argument,
-                              std::string(what) + ": invalid character at offset " +
-                                  std::to_string(i));
+            return make_error(
+                Errc::invalid_argument,
+                std::string(what) + ": invalid character at offset " + std::to_string(i));
         }
         acc = (acc << 6) | static_cast<std::uint32_t>(v);
         bits += 6;

@@ -35,6 +35,19 @@ const char* errc_name(Errc e) noexcept {
         case Errc::io_error: return "io_error";
         case Errc::internal: return "internal";
         case Errc::verification_failed: return "verification_failed";
+        case Errc::unauthenticated: return "unauthenticated";
+        case Errc::forbidden: return "forbidden";
+        case Errc::policy_denied: return "policy_denied";
+        case Errc::rate_limited: return "rate_limited";
+        case Errc::key_disabled: return "key_disabled";
+        case Errc::watermark_regression: return "watermark_regression";
+        case Errc::reservation_invalid: return "reservation_invalid";
+        case Errc::conflict: return "conflict";
+        case Errc::unprocessable: return "unprocessable";
+        case Errc::payload_too_large: return "payload_too_large";
+        case Errc::overloaded: return "overloaded";
+        case Errc::not_ready: return "not_ready";
+        case Errc::bad_request: return "bad_request";
     }
     return "unknown";
 }

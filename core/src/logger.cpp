@@ -1,5 +1,8 @@
 #include "signet/core/logger.hpp"
 
+#include "signet/core/clock.hpp"
+#include "signet/core/json.hpp"
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -23,31 +26,15 @@ void append_value(std::string& out, std::string_view v) {
         out += v;
         return;
     }
-    out += '"';
-    for (const char c : v) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-                    char buf[8];
-                    std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned char>(c));
-                    out += buf;
-                } else {
-                    out += c;
-                }
-        }
-    }
-    out += '"';
+    out += json_quote(v);  // one record stays one line: newlines and quotes are escaped
 }
 
-std::string utc_now() {
-    const auto now = std::chrono::system_clock::now();
+}  // namespace
+
+std::string format_rfc3339(std::chrono::system_clock::time_point now) {
     const std::time_t t = std::chrono::system_clock::to_time_t(now);
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()) % 1000;
     std::tm tm{};
     gmtime_r(&t, &tm);
     char buf[64];
@@ -57,6 +44,8 @@ std::string utc_now() {
     return buf;
 }
 
+namespace {
+std::string utc_now() { return format_rfc3339(std::chrono::system_clock::now()); }
 }  // namespace
 
 std::string_view to_string(LogLevel l) noexcept {

@@ -25,8 +25,8 @@ SecretBuffer SecretBuffer::copy_of(std::span<const std::uint8_t> bytes) {
 }
 
 SecretBuffer SecretBuffer::copy_of(std::string_view text) {
-    return copy_of(std::span<const std::uint8_t>(
-        reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+    return copy_of(std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(text.data()),
+                                                 text.size()));
 }
 
 SecretBuffer::SecretBuffer(SecretBuffer&& other) noexcept

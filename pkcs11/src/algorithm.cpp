@@ -51,9 +51,13 @@ constexpr std::array<std::pair<RsaPadding, std::string_view>, 2> kPaddings{{
 }  // namespace
 
 std::string_view to_string(Algorithm a) noexcept { return name_of(kAlgorithms, a); }
-std::optional<Algorithm> parse_algorithm(std::string_view s) noexcept { return lookup(kAlgorithms, s); }
+std::optional<Algorithm> parse_algorithm(std::string_view s) noexcept {
+    return lookup(kAlgorithms, s);
+}
 std::string_view to_string(KeyClass c) noexcept { return name_of(kKeyClasses, c); }
-std::optional<KeyClass> parse_key_class(std::string_view s) noexcept { return lookup(kKeyClasses, s); }
+std::optional<KeyClass> parse_key_class(std::string_view s) noexcept {
+    return lookup(kKeyClasses, s);
+}
 std::string_view to_string(Hash h) noexcept { return name_of(kHashes, h); }
 std::optional<Hash> parse_hash(std::string_view s) noexcept { return lookup(kHashes, s); }
 std::string_view to_string(SignatureEncoding e) noexcept { return name_of(kEncodings, e); }
@@ -61,6 +65,8 @@ std::optional<SignatureEncoding> parse_signature_encoding(std::string_view s) no
     return lookup(kEncodings, s);
 }
 std::string_view to_string(RsaPadding p) noexcept { return name_of(kPaddings, p); }
-std::optional<RsaPadding> parse_rsa_padding(std::string_view s) noexcept { return lookup(kPaddings, s); }
+std::optional<RsaPadding> parse_rsa_padding(std::string_view s) noexcept {
+    return lookup(kPaddings, s);
+}
 
 }  // namespace signet::pkcs11

@@ -51,11 +51,12 @@ std::string attribute_name(CK_ATTRIBUTE_TYPE type) {
         case CKA_EC_POINT: return "CKA_EC_POINT";
         case CKA_WRAP_WITH_TRUSTED: return "CKA_WRAP_WITH_TRUSTED";
         case CKA_TRUSTED: return "CKA_TRUSTED";
-        default: return "attribute 0x" + [&] {
-            char buf[20];
-            std::snprintf(buf, sizeof buf, "%lx", type);
-            return std::string(buf);
-        }();
+        default:
+            return "attribute 0x" + [&] {
+                char buf[20];
+                std::snprintf(buf, sizeof buf, "%lx", type);
+                return std::string(buf);
+            }();
     }
 }
 
@@ -93,9 +94,19 @@ Result<CK_ULONG> get_ulong(Session& s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE typ
     return v;
 }
 
-Result<std::vector<CK_OBJECT_HANDLE>> find_objects(Session& s, AttributeList& tmpl, std::size_t max) {
+Result<std::vector<CK_OBJECT_HANDLE>> find_objects(Session& s, AttributeList& tmpl,
+                                                   std::size_t max) {
     CK_FUNCTION_LIST& f = s.fn();
-    CK_RV rv = f.C_FindObjectsInit(s.handle(), tmpl.data(), tmpl.size());
+    // A search in a session without a login silently omits private objects, so "not found" (or a
+    // short key list) would be a lie after someone else's C_Logout ended this application's login.
+    // Report the lost login instead: Token::run recovers from it by logging in again.
+    CK_SESSION_INFO info{};
+    CK_RV rv = f.C_GetSessionInfo(s.handle(), &info);
+    if (rv != CKR_OK) return ck_error(rv, "C_GetSessionInfo");
+    if (info.state == CKS_RO_PUBLIC_SESSION || info.state == CKS_RW_PUBLIC_SESSION) {
+        return ck_error(CKR_USER_NOT_LOGGED_IN, "C_FindObjects (session not logged in)");
+    }
+    rv = f.C_FindObjectsInit(s.handle(), tmpl.data(), tmpl.size());
     if (rv != CKR_OK) return ck_error(rv, "C_FindObjectsInit");
     std::vector<CK_OBJECT_HANDLE> out;
     CK_OBJECT_HANDLE batch[64];
@@ -140,11 +151,50 @@ const AlgorithmTraits& traits(Algorithm a) {
     return kP256;
 }
 
+void signing_key_templates(Algorithm a, bool extractable, std::string_view label, ByteView id,
+                           TemplateUse use, AttributeList& pub, AttributeList& priv) {
+    const AlgorithmTraits& t = traits(a);
+    pub.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY)
+        .add_ulong(CKA_KEY_TYPE, t.key_type)
+        .add_bool(CKA_TOKEN, true)
+        .add_bool(CKA_PRIVATE, false)
+        .add_bool(CKA_MODIFIABLE, false)
+        .add_string(CKA_LABEL, label)
+        .add_bytes(CKA_ID, id)
+        .add_bool(CKA_VERIFY, true)
+        .add_bool(CKA_ENCRYPT, false)
+        .add_bool(CKA_WRAP, false)
+        .add_bool(CKA_DERIVE, false);
+    priv.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY)
+        .add_ulong(CKA_KEY_TYPE, t.key_type)
+        .add_bool(CKA_TOKEN, true)
+        .add_bool(CKA_PRIVATE, true)
+        .add_string(CKA_LABEL, label)
+        .add_bytes(CKA_ID, id)
+        .add_bool(CKA_SENSITIVE, true)
+        .add_bool(CKA_EXTRACTABLE, extractable)
+        .add_bool(CKA_WRAP_WITH_TRUSTED, true)
+        .add_bool(CKA_SIGN, true)
+        .add_bool(CKA_SIGN_RECOVER, false)
+        .add_bool(CKA_DECRYPT, false)
+        .add_bool(CKA_UNWRAP, false)
+        .add_bool(CKA_DERIVE, false);
+    if (use == TemplateUse::unwrap) return;
+    priv.add_bool(CKA_MODIFIABLE, false);
+    static const Bytes kRsaExponent{0x01, 0x00, 0x01};
+    if (t.key_type == CKK_RSA) {
+        pub.add_ulong(CKA_MODULUS_BITS, t.modulus_bits).add_bytes(CKA_PUBLIC_EXPONENT, kRsaExponent);
+    } else {
+        pub.add_bytes(CKA_EC_PARAMS, t.ec_params);
+    }
+}
+
 Result<Algorithm> algorithm_of(CK_KEY_TYPE type, ByteView ec_params, std::size_t modulus_bytes) {
     const auto same = [&](const Bytes& b) { return std::ranges::equal(ec_params, b); };
     if (type == CKK_EC && same(kOidP256)) return Algorithm::ecdsa_p256;
     if (type == CKK_EC && same(kOidSecp256k1)) return Algorithm::ecdsa_secp256k1;
-    if (type == CKK_EC_EDWARDS && (same(kOidEd25519) || same(kNameEd25519))) return Algorithm::ed25519;
+    if (type == CKK_EC_EDWARDS && (same(kOidEd25519) || same(kNameEd25519)))
+        return Algorithm::ed25519;
     if (type == CKK_RSA && modulus_bytes == 256) return Algorithm::rsa_2048;
     if (type == CKK_RSA && modulus_bytes == 384) return Algorithm::rsa_3072;
     return make_error(Errc::unsupported, "key type " + std::to_string(type) +

@@ -38,7 +38,8 @@ private:
 [[nodiscard]] Result<bool> get_bool(Session& s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type);
 [[nodiscard]] Result<CK_ULONG> get_ulong(Session& s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type);
 
-// Objects matching `tmpl`, at most `max`.
+// Objects matching `tmpl`, at most `max`. CKR_USER_NOT_LOGGED_IN when the session has no login
+// (private objects would be silently missing from the result).
 [[nodiscard]] Result<std::vector<CK_OBJECT_HANDLE>> find_objects(Session& s, AttributeList& tmpl,
                                                                  std::size_t max);
 
@@ -46,10 +47,21 @@ private:
 struct AlgorithmTraits {
     CK_KEY_TYPE key_type;
     CK_MECHANISM_TYPE keygen;
-    Bytes ec_params;  // DER OID of the curve; empty for RSA
+    Bytes ec_params;        // DER OID of the curve; empty for RSA
     CK_ULONG modulus_bits;  // RSA only
 };
 [[nodiscard]] const AlgorithmTraits& traits(Algorithm a);
+
+// How a signing key pair's template is used: generated (every attribute settable) or unwrapped
+// (SoftHSM 2.6.1 refuses CKA_MODIFIABLE in an unwrap template: CKR_ATTRIBUTE_READ_ONLY, measured;
+// SENSITIVE and EXTRACTABLE are one-way regardless).
+enum class TemplateUse { generate, unwrap };
+
+// The templates of a Signet signing key pair. Every security attribute is explicit: SoftHSM
+// defaults SENSITIVE to false. Curve / modulus size are added for generation only (an unwrapped or
+// created public key carries its material instead).
+void signing_key_templates(Algorithm a, bool extractable, std::string_view label, ByteView id,
+                           TemplateUse use, AttributeList& pub, AttributeList& priv);
 
 // Recognises a key from its Cryptoki description; unsupported when Signet has no such algorithm.
 [[nodiscard]] Result<Algorithm> algorithm_of(CK_KEY_TYPE type, ByteView ec_params,

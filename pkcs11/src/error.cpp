@@ -10,7 +10,8 @@ struct CkrName {
     const char* name;
 };
 
-#define SIGNET_CKR(x) {x, #x}
+#define SIGNET_CKR(x) \
+    { x, #x }
 constexpr CkrName kNames[] = {
     SIGNET_CKR(CKR_OK),
     SIGNET_CKR(CKR_CANCEL),

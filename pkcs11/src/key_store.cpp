@@ -18,8 +18,6 @@ constexpr std::size_t kMaxObjects = 1'000'000;
 constexpr std::uint8_t kSha256DigestInfo[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60,
                                               0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
                                               0x01, 0x05, 0x00, 0x04, 0x20};
-const Bytes kRsaExponent{0x01, 0x00, 0x01};
-
 Result<void> check_label(std::string_view label) {
     if (label.empty() || label.size() > kMaxLabel) {
         return make_error(Errc::invalid_argument, "label must be 1 to 128 bytes");
@@ -40,21 +38,7 @@ Result<Bytes> parse_id(std::string_view id_hex) {
     return std::move(id).value();
 }
 
-AttributeList by_class_and_id(CK_OBJECT_CLASS cls, ByteView id) {
-    AttributeList t;
-    t.add_ulong(CKA_CLASS, cls).add_bytes(CKA_ID, id);
-    return t;
-}
-
-Result<std::optional<CK_OBJECT_HANDLE>> find_one(Session& s, CK_OBJECT_CLASS cls, ByteView id) {
-    AttributeList t = by_class_and_id(cls, id);
-    const auto found = SIGNET_TRY(find_objects(s, t, 2));
-    if (found.empty()) return std::optional<CK_OBJECT_HANDLE>{};
-    if (found.size() > 1) {
-        return make_error(Errc::internal, "two objects of one class share key id " + hex_encode(id));
-    }
-    return std::optional<CK_OBJECT_HANDLE>{found.front()};
-}
+std::string as_text(const Bytes& b) { return std::string(b.begin(), b.end()); }
 
 Result<Bytes> spki_of_public(Session& s, CK_OBJECT_HANDLE pub, Algorithm a) {
     if (is_rsa(a)) {
@@ -66,7 +50,7 @@ Result<Bytes> spki_of_public(Session& s, CK_OBJECT_HANDLE pub, Algorithm a) {
     return spki_from_ec_point(a, point);
 }
 
-// Reads what identifies the algorithm of a key pair from its public half.
+// What identifies the algorithm of a key pair, read from its public half.
 Result<Algorithm> algorithm_of_public(Session& s, CK_OBJECT_HANDLE pub) {
     const CK_ULONG type = SIGNET_TRY(get_ulong(s, pub, CKA_KEY_TYPE));
     if (type == CKK_RSA) {
@@ -77,24 +61,53 @@ Result<Algorithm> algorithm_of_public(Session& s, CK_OBJECT_HANDLE pub) {
     return algorithm_of(type, params, 0);
 }
 
-Result<Bytes> ec_public_point(Session& s, CK_OBJECT_HANDLE pub, Algorithm a) {
-    const Bytes spki = SIGNET_TRY(spki_of_public(s, pub, a));
-    return spki_public_point(a, spki);
+// Handles of a pair from its two objects (any order); not_found when a half is missing.
+Result<KeyHandles> pair_handles(Session& s, const std::vector<CK_OBJECT_HANDLE>& objects,
+                                const std::string& id_hex, std::uint64_t epoch) {
+    KeyHandles kh;
+    for (const CK_OBJECT_HANDLE h : objects) {
+        const CK_ULONG cls = SIGNET_TRY(get_ulong(s, h, CKA_CLASS));
+        if (cls == CKO_PRIVATE_KEY) kh.private_key = h;
+        if (cls == CKO_PUBLIC_KEY) kh.public_key = h;
+    }
+    if (kh.private_key == CK_INVALID_HANDLE) {
+        return make_error(Errc::not_found, "no key " + id_hex + " on the token");
+    }
+    if (kh.public_key == CK_INVALID_HANDLE) {
+        return make_error(Errc::not_found, "public half of key " + id_hex + " is missing");
+    }
+    kh.algorithm = SIGNET_TRY(algorithm_of_public(s, kh.public_key));
+    if (is_ecdsa(kh.algorithm)) {
+        const Bytes spki = SIGNET_TRY(spki_of_public(s, kh.public_key, kh.algorithm));
+        kh.public_point = SIGNET_TRY(spki_public_point(kh.algorithm, spki));
+    }
+    kh.epoch = epoch;
+    return kh;
 }
 
 }  // namespace
 
 KeyStore::KeyStore(std::shared_ptr<Token> token) : token_(std::move(token)) {}
 
+void KeyStore::remember(const std::string& id_hex, const KeyHandles& h) {
+    const std::lock_guard lock(mu_);
+    cache_[id_hex] = h;
+}
+
+void KeyStore::forget(std::string_view id_hex) {
+    const std::lock_guard lock(mu_);
+    cache_.erase(std::string(id_hex));
+}
+
 Result<KeyInfo> KeyStore::generate(const KeySpec& spec) {
     if (spec.label.starts_with(kInternalLabelPrefix)) {
         return make_error(Errc::invalid_argument,
                           "labels starting with 'signet.' are reserved for the appliance");
     }
-    return generate_unchecked(spec);
+    return generate_unchecked(spec, spec.id.has_value());
 }
 
-Result<KeyInfo> KeyStore::generate_unchecked(const KeySpec& spec) {
+Result<KeyInfo> KeyStore::generate_unchecked(const KeySpec& spec, bool check_id) {
     SIGNET_TRY(check_label(spec.label));
     Bytes id;
     if (spec.id) {
@@ -105,112 +118,123 @@ Result<KeyInfo> KeyStore::generate_unchecked(const KeySpec& spec) {
     } else {
         id = SIGNET_TRY(token_->random(kIdBytes));
     }
-    const AlgorithmTraits& t = traits(spec.algorithm);
-    const bool replicable = spec.key_class == KeyClass::replicable;
     const std::string id_hex = hex_encode(id);
-
-    return token_->run("generate " + std::string(to_string(spec.algorithm)) + " key " + id_hex,
-                       [&](Session& s) -> Result<KeyInfo> {
-        if (SIGNET_TRY(find_one(s, CKO_PRIVATE_KEY, id)) || SIGNET_TRY(find_one(s, CKO_PUBLIC_KEY, id))) {
-            return make_error(Errc::already_exists, "key id " + id_hex + " is already on the token");
-        }
-        // Every security attribute is explicit: SoftHSM defaults SENSITIVE to false.
-        AttributeList pub;
-        pub.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY)
-            .add_ulong(CKA_KEY_TYPE, t.key_type)
-            .add_bool(CKA_TOKEN, true)
-            .add_bool(CKA_PRIVATE, false)
-            .add_bool(CKA_MODIFIABLE, false)
-            .add_string(CKA_LABEL, spec.label)
-            .add_bytes(CKA_ID, id)
-            .add_bool(CKA_VERIFY, true)
-            .add_bool(CKA_ENCRYPT, false)
-            .add_bool(CKA_WRAP, false)
-            .add_bool(CKA_DERIVE, false);
-        AttributeList priv;
-        priv.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY)
-            .add_ulong(CKA_KEY_TYPE, t.key_type)
-            .add_bool(CKA_TOKEN, true)
-            .add_bool(CKA_PRIVATE, true)
-            .add_bool(CKA_MODIFIABLE, false)
-            .add_string(CKA_LABEL, spec.label)
-            .add_bytes(CKA_ID, id)
-            .add_bool(CKA_SENSITIVE, true)
-            .add_bool(CKA_EXTRACTABLE, replicable)
-            .add_bool(CKA_WRAP_WITH_TRUSTED, true)
-            .add_bool(CKA_SIGN, true)
-            .add_bool(CKA_SIGN_RECOVER, false)
-            .add_bool(CKA_DECRYPT, false)
-            .add_bool(CKA_UNWRAP, false)
-            .add_bool(CKA_DERIVE, false);
-        if (t.key_type == CKK_RSA) {
-            pub.add_ulong(CKA_MODULUS_BITS, t.modulus_bits).add_bytes(CKA_PUBLIC_EXPONENT, kRsaExponent);
-        } else {
-            pub.add_bytes(CKA_EC_PARAMS, t.ec_params);
-        }
-        CK_MECHANISM mech{t.keygen, nullptr, 0};
-        CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
-        const CK_RV rv = s.fn().C_GenerateKeyPair(s.handle(), &mech, pub.data(), pub.size(),
-                                                  priv.data(), priv.size(), &hpub, &hpriv);
-        if (rv != CKR_OK) return ck_error(rv, "C_GenerateKeyPair");
-        return describe(s, hpriv, id_hex);
-    });
+    const std::lock_guard objects(object_mu_);
+    return token_->run(
+        "generate " + std::string(to_string(spec.algorithm)) + " key " + id_hex,
+        [&](Session& s) -> Result<KeyInfo> {
+            if (check_id) {
+                AttributeList t;
+                t.add_bytes(CKA_ID, id);
+                if (!SIGNET_TRY(find_objects(s, t, 1)).empty()) {
+                    return make_error(Errc::already_exists,
+                                      "key id " + id_hex + " is already on the token");
+                }
+            }
+            AttributeList pub, priv;
+            signing_key_templates(spec.algorithm, spec.key_class == KeyClass::replicable,
+                                  spec.label, id, TemplateUse::generate, pub, priv);
+            CK_MECHANISM mech{traits(spec.algorithm).keygen, nullptr, 0};
+            KeyHandles kh;
+            const CK_RV rv =
+                s.fn().C_GenerateKeyPair(s.handle(), &mech, pub.data(), pub.size(), priv.data(),
+                                         priv.size(), &kh.public_key, &kh.private_key);
+            if (rv != CKR_OK) return ck_error(rv, "C_GenerateKeyPair");
+            // The new handles are known: no search needed, now or at the first signature.
+            kh.algorithm = spec.algorithm;
+            kh.epoch = token_->handle_epoch();
+            KeyInfo info = SIGNET_TRY(describe(s, kh, id_hex));
+            if (is_ecdsa(kh.algorithm)) {
+                kh.public_point = SIGNET_TRY(spki_public_point(kh.algorithm, info.spki_der));
+            }
+            remember(id_hex, kh);
+            return info;
+        });
 }
 
-Result<KeyInfo> KeyStore::describe(Session& s, CK_OBJECT_HANDLE private_key, std::string id_hex) {
-    const Bytes id = SIGNET_TRY(parse_id(id_hex));
-    const auto pub = SIGNET_TRY(find_one(s, CKO_PUBLIC_KEY, id));
-    if (!pub) {
-        return make_error(Errc::not_found, "public half of key " + id_hex + " is missing");
-    }
+Result<KeyInfo> KeyStore::describe(Session& s, const KeyHandles& h, const std::string& id_hex) {
     KeyInfo info;
-    info.id = hex_encode(id);
-    const Bytes label = SIGNET_TRY(get_attribute(s, private_key, CKA_LABEL));
-    info.label.assign(label.begin(), label.end());
-    info.algorithm = SIGNET_TRY(algorithm_of_public(s, *pub));
-    info.key_class = SIGNET_TRY(get_bool(s, private_key, CKA_EXTRACTABLE)) ? KeyClass::replicable
-                                                                           : KeyClass::local;
-    info.spki_der = SIGNET_TRY(spki_of_public(s, *pub, info.algorithm));
+    info.id = id_hex;
+    info.label = as_text(SIGNET_TRY(get_attribute(s, h.private_key, CKA_LABEL)));
+    info.algorithm = h.algorithm;
+    info.key_class = SIGNET_TRY(get_bool(s, h.private_key, CKA_EXTRACTABLE)) ? KeyClass::replicable
+                                                                             : KeyClass::local;
+    CK_OBJECT_HANDLE pub = h.public_key;
+    if (pub == CK_INVALID_HANDLE) {
+        AttributeList t;
+        t.add_ulong(CKA_CLASS, CKO_PUBLIC_KEY).add_bytes(CKA_ID, SIGNET_TRY(parse_id(id_hex)));
+        const auto found = SIGNET_TRY(find_objects(s, t, 1));
+        if (found.empty())
+            return make_error(Errc::not_found, "public half of key " + id_hex + " is missing");
+        pub = found.front();
+    }
+    info.spki_der = SIGNET_TRY(spki_of_public(s, pub, h.algorithm));
     return info;
 }
 
-Result<KeyHandles> KeyStore::handles(Session& s, std::string_view id_hex) {
-    const std::uint64_t epoch = token_->handle_epoch();
-    const Bytes id = SIGNET_TRY(parse_id(id_hex));
-    const std::string key = hex_encode(id);
-    {
-        const std::lock_guard lock(mu_);
-        if (auto it = cache_.find(key); it != cache_.end() && it->second.epoch == epoch) {
-            return it->second;
-        }
+Result<KeyHandles> KeyStore::lookup(Session& s, const std::string& id_hex, std::uint64_t epoch) {
+    // One search by CKA_ID returns both halves.
+    AttributeList t;
+    t.add_bytes(CKA_ID, SIGNET_TRY(parse_id(id_hex)));
+    const auto objects = SIGNET_TRY(find_objects(s, t, 3));
+    if (objects.size() > 2) {
+        return make_error(Errc::internal, "more than two objects share key id " + id_hex);
     }
-    const auto priv = SIGNET_TRY(find_one(s, CKO_PRIVATE_KEY, id));
-    if (!priv) return make_error(Errc::not_found, "no key " + key + " on the token");
-    const auto pub = SIGNET_TRY(find_one(s, CKO_PUBLIC_KEY, id));
-    if (!pub) return make_error(Errc::not_found, "public half of key " + key + " is missing");
+    return pair_handles(s, objects, id_hex, epoch);
+}
 
-    KeyHandles kh;
-    kh.private_key = *priv;
-    kh.public_key = *pub;
-    kh.algorithm = SIGNET_TRY(algorithm_of_public(s, *pub));
-    kh.key_class = SIGNET_TRY(get_bool(s, *priv, CKA_EXTRACTABLE)) ? KeyClass::replicable
-                                                                   : KeyClass::local;
-    if (is_ecdsa(kh.algorithm)) kh.public_point = SIGNET_TRY(ec_public_point(s, *pub, kh.algorithm));
-    kh.epoch = epoch;
-    const std::lock_guard lock(mu_);
-    cache_[key] = kh;
+Result<KeyHandles> KeyStore::handles(Session& s, std::string_view id_view) {
+    const std::string id_hex = hex_encode(SIGNET_TRY(parse_id(id_view)));
+    auto cached = [&]() -> std::optional<KeyHandles> {
+        const std::lock_guard lock(mu_);
+        const auto it = cache_.find(id_hex);
+        if (it != cache_.end() && it->second.epoch == token_->handle_epoch()) return it->second;
+        return std::nullopt;
+    };
+    if (auto h = cached()) return *h;
+    // Single flight: a search reads every object on SoftHSM; N threads asking for the same cold
+    // key wait for the first one instead of all scanning the token.
+    const std::lock_guard single(lookup_mu_);
+    if (auto h = cached()) return *h;
+    const std::uint64_t epoch = token_->handle_epoch();
+    const KeyHandles kh = SIGNET_TRY(lookup(s, id_hex, epoch));
+    remember(id_hex, kh);
     return kh;
 }
 
-void KeyStore::forget(std::string_view id_hex) {
-    const std::lock_guard lock(mu_);
-    cache_.erase(std::string(id_hex));
+Result<std::size_t> KeyStore::warm_up(const std::vector<KeyHint>& hints) {
+    std::map<Bytes, const KeyHint*> wanted;
+    for (const KeyHint& h : hints) {
+        if (auto id = parse_id(h.id)) wanted[std::move(id).value()] = &h;
+    }
+    return token_->run("warm up key handles", [&](Session& s) -> Result<std::size_t> {
+        const std::uint64_t epoch = token_->handle_epoch();
+        AttributeList t;
+        t.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+        std::size_t found = 0;
+        for (const CK_OBJECT_HANDLE h : SIGNET_TRY(find_objects(s, t, kMaxObjects))) {
+            const auto it = wanted.find(SIGNET_TRY(get_attribute(s, h, CKA_ID)));
+            if (it == wanted.end()) continue;
+            KeyHandles kh;
+            kh.private_key = h;
+            kh.algorithm = it->second->algorithm;
+            if (is_ecdsa(kh.algorithm)) {
+                auto point = spki_public_point(kh.algorithm, it->second->spki_der);
+                if (!point) continue;  // a bad hint: leave it to a normal lookup
+                kh.public_point = std::move(point).value();
+            }
+            kh.epoch = epoch;
+            remember(hex_encode(it->first), kh);
+            ++found;
+        }
+        return found;
+    });
 }
 
 Result<KeyInfo> KeyStore::get(std::string_view id_hex) {
     return token_->run("get key " + std::string(id_hex), [&](Session& s) -> Result<KeyInfo> {
         const auto kh = SIGNET_TRY(handles(s, id_hex));
-        return describe(s, kh.private_key, std::string(id_hex));
+        return describe(s, kh, hex_encode(SIGNET_TRY(parse_id(id_hex))));
     });
 }
 
@@ -229,22 +253,15 @@ Result<std::vector<KeyInfo>> KeyStore::list() {
         std::vector<KeyInfo> out;
         out.reserve(privs.size());
         for (const CK_OBJECT_HANDLE h : privs) {
-            const Bytes label = SIGNET_TRY(get_attribute(s, h, CKA_LABEL));
-            const std::string label_s(label.begin(), label.end());
-            if (label_s.starts_with(kInternalLabelPrefix)) continue;
+            const std::string label = as_text(SIGNET_TRY(get_attribute(s, h, CKA_LABEL)));
+            if (label.starts_with(kInternalLabelPrefix)) continue;
             const Bytes id = SIGNET_TRY(get_attribute(s, h, CKA_ID));
             const auto pub = pub_by_id.find(id);
             if (pub == pub_by_id.end()) continue;  // not a Signet key pair
             auto alg = algorithm_of_public(s, pub->second);
             if (!alg) continue;  // a key type Signet does not use
-            KeyInfo info;
-            info.id = hex_encode(id);
-            info.label = label_s;
-            info.algorithm = *alg;
-            info.key_class = SIGNET_TRY(get_bool(s, h, CKA_EXTRACTABLE)) ? KeyClass::replicable
-                                                                         : KeyClass::local;
-            info.spki_der = SIGNET_TRY(spki_of_public(s, pub->second, info.algorithm));
-            out.push_back(std::move(info));
+            out.push_back(
+                SIGNET_TRY(describe(s, KeyHandles{h, pub->second, *alg, {}, 0}, hex_encode(id))));
         }
         std::ranges::sort(out, {}, &KeyInfo::id);
         return out;
@@ -254,47 +271,55 @@ Result<std::vector<KeyInfo>> KeyStore::list() {
 Result<KeyAttributes> KeyStore::attributes(std::string_view id_hex) {
     return token_->run("read attributes of key " + std::string(id_hex),
                        [&](Session& s) -> Result<KeyAttributes> {
-        const auto kh = SIGNET_TRY(handles(s, id_hex));
-        const CK_OBJECT_HANDLE h = kh.private_key;
-        KeyAttributes a;
-        a.token = SIGNET_TRY(get_bool(s, h, CKA_TOKEN));
-        a.is_private = SIGNET_TRY(get_bool(s, h, CKA_PRIVATE));
-        a.sensitive = SIGNET_TRY(get_bool(s, h, CKA_SENSITIVE));
-        a.always_sensitive = SIGNET_TRY(get_bool(s, h, CKA_ALWAYS_SENSITIVE));
-        a.extractable = SIGNET_TRY(get_bool(s, h, CKA_EXTRACTABLE));
-        a.never_extractable = SIGNET_TRY(get_bool(s, h, CKA_NEVER_EXTRACTABLE));
-        a.wrap_with_trusted = SIGNET_TRY(get_bool(s, h, CKA_WRAP_WITH_TRUSTED));
-        a.sign = SIGNET_TRY(get_bool(s, h, CKA_SIGN));
-        a.decrypt = SIGNET_TRY(get_bool(s, h, CKA_DECRYPT));
-        a.unwrap = SIGNET_TRY(get_bool(s, h, CKA_UNWRAP));
-        a.derive = SIGNET_TRY(get_bool(s, h, CKA_DERIVE));
-        a.modifiable = SIGNET_TRY(get_bool(s, h, CKA_MODIFIABLE));
-        return a;
-    });
+                           const CK_OBJECT_HANDLE h = SIGNET_TRY(handles(s, id_hex)).private_key;
+                           KeyAttributes a;
+                           const std::pair<bool*, CK_ATTRIBUTE_TYPE> fields[] = {
+                               {&a.token, CKA_TOKEN},
+                               {&a.is_private, CKA_PRIVATE},
+                               {&a.sensitive, CKA_SENSITIVE},
+                               {&a.always_sensitive, CKA_ALWAYS_SENSITIVE},
+                               {&a.extractable, CKA_EXTRACTABLE},
+                               {&a.never_extractable, CKA_NEVER_EXTRACTABLE},
+                               {&a.wrap_with_trusted, CKA_WRAP_WITH_TRUSTED},
+                               {&a.sign, CKA_SIGN},
+                               {&a.decrypt, CKA_DECRYPT},
+                               {&a.unwrap, CKA_UNWRAP},
+                               {&a.derive, CKA_DERIVE},
+                               {&a.modifiable, CKA_MODIFIABLE},
+                           };
+                           for (const auto& [field, type] : fields)
+                               *field = SIGNET_TRY(get_bool(s, h, type));
+                           return a;
+                       });
 }
 
 Result<void> KeyStore::destroy(std::string_view id_hex) {
     const Bytes id = SIGNET_TRY(parse_id(id_hex));
     const std::string key = hex_encode(id);
+    const std::lock_guard objects(object_mu_);
     auto r = token_->run("destroy key " + key, [&](Session& s) -> Result<void> {
-        std::size_t destroyed = 0;
-        for (const CK_OBJECT_CLASS cls : {CKO_PRIVATE_KEY, CKO_PUBLIC_KEY}) {
-            if (const auto h = SIGNET_TRY(find_one(s, cls, id))) {
-                const CK_RV rv = s.fn().C_DestroyObject(s.handle(), *h);
-                if (rv != CKR_OK) return ck_error(rv, "C_DestroyObject");
-                ++destroyed;
-            }
+        AttributeList t;
+        t.add_bytes(CKA_ID, id);
+        const auto found = SIGNET_TRY(find_objects(s, t, 3));
+        if (found.empty()) return make_error(Errc::not_found, "no key " + key + " on the token");
+        for (const CK_OBJECT_HANDLE h : found) {
+            const CK_RV rv = s.fn().C_DestroyObject(s.handle(), h);
+            if (rv != CKR_OK) return ck_error(rv, "C_DestroyObject");
         }
-        if (destroyed == 0) return make_error(Errc::not_found, "no key " + key + " on the token");
         return ok();
     });
     forget(key);
+    {
+        const std::lock_guard lock(mu_);
+        if (internal_) std::erase_if(*internal_, [&](const auto& kv) { return kv.second == key; });
+    }
     return r;
 }
 
 Result<Signature> KeyStore::sign(std::string_view id_hex, const SignRequest& req) {
     const std::string op = "sign with key " + std::string(id_hex);
-    const KeyHandles kh = SIGNET_TRY(token_->run(op, [&](Session& s) { return handles(s, id_hex); }));
+    const KeyHandles kh =
+        SIGNET_TRY(token_->run(op, [&](Session& s) { return handles(s, id_hex); }));
     const Bytes input = SIGNET_TRY(prepare_sign_input(kh.algorithm, req));
 
     Bytes tbs = input;
@@ -319,7 +344,11 @@ Result<Signature> KeyStore::sign(std::string_view id_hex, const SignRequest& req
         if (rv != CKR_OK) return ck_error(rv, "C_SignInit");
         Bytes sig(512);
         CK_ULONG len = sig.size();
-        rv = s.fn().C_Sign(s.handle(), tbs.data(), tbs.size(), sig.data(), &len);
+        // An empty message (Ed25519) still needs a non-null pointer: SoftHSM answers
+        // CKR_ARGUMENTS_BAD for a null data pointer even with length 0.
+        CK_BYTE none = 0;
+        rv = s.fn().C_Sign(s.handle(), tbs.empty() ? &none : tbs.data(), tbs.size(), sig.data(),
+                           &len);
         if (rv != CKR_OK) return ck_error(rv, "C_Sign");
         sig.resize(len);
         return sig;
@@ -350,28 +379,60 @@ Result<Signature> KeyStore::sign(std::string_view id_hex, const SignRequest& req
     return out;
 }
 
-Result<KeyInfo> KeyStore::find_or_generate_internal(std::string_view label, Algorithm a) {
-    if (!label.starts_with(kInternalLabelPrefix)) {
-        return make_error(Errc::invalid_argument, "internal key labels start with 'signet.'");
+Result<void> KeyStore::load_internal(Session& s) {
+    // Every internal object carries kInternalLabel: one search finds them all.
+    AttributeList t;
+    t.add_string(CKA_LABEL, kInternalLabel);
+    std::map<Bytes, std::vector<CK_OBJECT_HANDLE>> by_id;
+    for (const CK_OBJECT_HANDLE h : SIGNET_TRY(find_objects(s, t, kMaxObjects))) {
+        by_id[SIGNET_TRY(get_attribute(s, h, CKA_ID))].push_back(h);
     }
-    auto found = token_->run("find internal key", [&](Session& s) -> Result<std::optional<KeyInfo>> {
-        AttributeList t;
-        t.add_ulong(CKA_CLASS, CKO_PRIVATE_KEY).add_string(CKA_LABEL, label);
-        const auto hs = SIGNET_TRY(find_objects(s, t, 1));
-        if (hs.empty()) return std::optional<KeyInfo>{};
-        const Bytes id = SIGNET_TRY(get_attribute(s, hs.front(), CKA_ID));
-        return std::optional<KeyInfo>{SIGNET_TRY(describe(s, hs.front(), hex_encode(id)))};
-    });
-    if (!found) return found.error();
-    if (*found) {
-        if ((*found)->algorithm != a) {
-            return make_error(Errc::internal, "internal key '" + std::string(label) +
-                                                  "' has algorithm " +
-                                                  std::string(to_string((*found)->algorithm)));
+    std::unordered_map<std::string, std::string> names;
+    const std::uint64_t epoch = token_->handle_epoch();
+    for (const auto& [id, objects] : by_id) {
+        const std::string id_hex = hex_encode(id);
+        auto kh = pair_handles(s, objects, id_hex, epoch);
+        if (!kh) continue;  // not a key pair (e.g. a KEK or a half-created pair)
+        remember(id_hex, *kh);
+        names[as_text(id)] = id_hex;
+    }
+    const std::lock_guard lock(mu_);
+    internal_ = std::move(names);
+    return ok();
+}
+
+Result<KeyInfo> KeyStore::find_or_generate_internal(std::string_view name, Algorithm a) {
+    if (!name.starts_with(kInternalLabelPrefix)) {
+        return make_error(Errc::invalid_argument, "internal key names start with 'signet.'");
+    }
+    const std::string op = "internal key " + std::string(name);
+    bool loaded = false;
+    {
+        const std::lock_guard lock(mu_);
+        loaded = internal_.has_value();
+    }
+    if (!loaded) SIGNET_TRY(token_->run(op, [&](Session& s) { return load_internal(s); }));
+    std::optional<std::string> id_hex;
+    {
+        const std::lock_guard lock(mu_);
+        if (const auto it = internal_->find(std::string(name)); it != internal_->end()) {
+            id_hex = it->second;
         }
-        return **found;
     }
-    return generate_unchecked(KeySpec{a, KeyClass::local, std::string(label), std::nullopt});
+    if (!id_hex) {
+        KeyInfo info = SIGNET_TRY(generate_unchecked(
+            KeySpec{a, KeyClass::local, std::string(kInternalLabel), to_bytes(name)}, true));
+        const std::lock_guard lock(mu_);
+        (*internal_)[std::string(name)] = info.id;
+        return info;
+    }
+    KeyInfo info = SIGNET_TRY(get(*id_hex));
+    if (info.algorithm != a) {
+        return make_error(Errc::internal, op + " has algorithm " +
+                                              std::string(to_string(info.algorithm)) +
+                                              ", expected " + std::string(to_string(a)));
+    }
+    return info;
 }
 
 }  // namespace signet::pkcs11

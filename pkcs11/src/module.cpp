@@ -72,11 +72,10 @@ Result<std::shared_ptr<Module>> Module::load(const std::filesystem::path& path,
         return make_error(Errc::unsupported, "dlopen PKCS#11 module '" + path.string() +
                                                  "': " + (why ? why : "unknown error"));
     }
-    auto get_list =
-        reinterpret_cast<CK_C_GetFunctionList>(::dlsym(lib.get(), "C_GetFunctionList"));
+    auto get_list = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(lib.get(), "C_GetFunctionList"));
     if (!get_list) {
-        return make_error(Errc::unsupported, "'" + path.string() +
-                                                 "' is not a PKCS#11 module (no C_GetFunctionList)");
+        return make_error(Errc::unsupported,
+                          "'" + path.string() + "' is not a PKCS#11 module (no C_GetFunctionList)");
     }
     CK_FUNCTION_LIST* fns = nullptr;
     if (const CK_RV rv = get_list(&fns); rv != CKR_OK || !fns) {

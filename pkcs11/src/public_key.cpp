@@ -60,7 +60,8 @@ Result<Bytes> spki_from_ec_point(Algorithm a, ByteView ec_point) {
         if (raw.size() != 32) {
             return make_error(Errc::invalid_argument, "Ed25519 public key must be 32 bytes");
         }
-        EvpPkeyPtr key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, raw.data(), raw.size()));
+        EvpPkeyPtr key(
+            EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, raw.data(), raw.size()));
         if (!key) return ossl_error(Errc::invalid_argument, "Ed25519 public key");
         return encode_spki(key.get());
     }
@@ -82,7 +83,8 @@ Result<Bytes> spki_from_ec_point(Algorithm a, ByteView ec_point) {
 
 Result<Bytes> spki_from_rsa(ByteView modulus, ByteView public_exponent) {
     BignumPtr n(BN_bin2bn(modulus.data(), static_cast<int>(modulus.size()), nullptr));
-    BignumPtr e(BN_bin2bn(public_exponent.data(), static_cast<int>(public_exponent.size()), nullptr));
+    BignumPtr e(
+        BN_bin2bn(public_exponent.data(), static_cast<int>(public_exponent.size()), nullptr));
     ParamBldPtr bld(OSSL_PARAM_BLD_new());
     if (!n || !e || !bld || !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) ||
         !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get())) {
@@ -157,8 +159,10 @@ std::string Jwk::to_json() const {
     auto member = [](std::string_view k, std::string_view v) {
         return "\"" + std::string(k) + "\":\"" + std::string(v) + "\"";
     };
-    if (kty == "RSA") return "{" + member("e", e) + "," + member("kty", kty) + "," + member("n", n) + "}";
-    if (kty == "OKP") return "{" + member("crv", crv) + "," + member("kty", kty) + "," + member("x", x) + "}";
+    if (kty == "RSA")
+        return "{" + member("e", e) + "," + member("kty", kty) + "," + member("n", n) + "}";
+    if (kty == "OKP")
+        return "{" + member("crv", crv) + "," + member("kty", kty) + "," + member("x", x) + "}";
     return "{" + member("crv", crv) + "," + member("kty", kty) + "," + member("x", x) + "," +
            member("y", y) + "}";
 }

@@ -57,7 +57,8 @@ SelfTestReport run_self_test(KeyStore& keys) {
         if (!r) c.detail = r.error().message();
         c.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
             std::chrono::steady_clock::now() - start);
-        keys.token().logger().log(c.passed ? LogLevel::info : LogLevel::error, "pkcs11", "self_test",
+        keys.token().logger().log(c.passed ? LogLevel::info : LogLevel::error, "pkcs11",
+                                  "self_test",
                                   {{"algorithm", to_string(a)},
                                    {"result", c.passed ? "ok" : "failed"},
                                    {"detail", c.detail},

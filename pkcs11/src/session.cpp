@@ -28,17 +28,20 @@ SessionLease::~SessionLease() {
 
 SessionPool::SessionPool(std::size_t max_sessions, std::chrono::milliseconds acquire_timeout,
                          Opener open)
-    : max_(max_sessions == 0 ? 1 : max_sessions), timeout_(acquire_timeout), opener_(std::move(open)) {}
+    : max_(max_sessions == 0 ? 1 : max_sessions),
+      timeout_(acquire_timeout),
+      opener_(std::move(open)) {}
 
 SessionPool::~SessionPool() { close_idle(); }
 
 Result<SessionLease> SessionPool::acquire() {
     std::unique_lock lock(mu_);
-    const bool available = cv_.wait_for(lock, timeout_, [&] { return !idle_.empty() || open_ < max_; });
+    const bool available =
+        cv_.wait_for(lock, timeout_, [&] { return !idle_.empty() || open_ < max_; });
     if (!available) {
-        return make_error(Errc::unavailable,
-                          "all " + std::to_string(max_) + " HSM sessions stayed busy for " +
-                              std::to_string(timeout_.count()) + " ms");
+        return make_error(Errc::unavailable, "all " + std::to_string(max_) +
+                                                 " HSM sessions stayed busy for " +
+                                                 std::to_string(timeout_.count()) + " ms");
     }
     if (!idle_.empty()) {
         Session s = std::move(idle_.back());

@@ -138,8 +138,8 @@ Result<bool> verify_signature(Algorithm a, ByteView spki, const SignRequest& req
         if (!md || EVP_DigestVerifyInit(md.get(), nullptr, nullptr, nullptr, key.get()) != 1) {
             return ossl_error(Errc::internal, "EVP_DigestVerifyInit(Ed25519)");
         }
-        const int rc = EVP_DigestVerify(md.get(), signature.data(), signature.size(), tbs.data(),
-                                        tbs.size());
+        const int rc =
+            EVP_DigestVerify(md.get(), signature.data(), signature.size(), tbs.data(), tbs.size());
         ERR_clear_error();
         return rc == 1;
     }
@@ -165,7 +165,8 @@ Result<bool> verify_signature(Algorithm a, ByteView spki, const SignRequest& req
     }
     if (is_rsa(a)) {
         const bool pss = req.rsa_padding == RsaPadding::pss;
-        if (EVP_PKEY_CTX_set_rsa_padding(ctx.get(), pss ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING) != 1 ||
+        if (EVP_PKEY_CTX_set_rsa_padding(ctx.get(),
+                                         pss ? RSA_PKCS1_PSS_PADDING : RSA_PKCS1_PADDING) != 1 ||
             EVP_PKEY_CTX_set_signature_md(ctx.get(), EVP_sha256()) != 1 ||
             (pss && (EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), RSA_PSS_SALTLEN_DIGEST) != 1 ||
                      EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), EVP_sha256()) != 1))) {

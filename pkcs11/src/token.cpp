@@ -35,9 +35,11 @@ Result<std::shared_ptr<Token>> Token::open(std::shared_ptr<Module> module, Token
                                            SecretBuffer pin, TokenOptions options) {
     if (!module) return make_error(Errc::invalid_argument, "open token: no module");
     if (pin.empty()) {
-        return make_error(Errc::invalid_argument, "open token " + selector.describe() + ": empty PIN");
+        return make_error(Errc::invalid_argument,
+                          "open token " + selector.describe() + ": empty PIN");
     }
-    std::shared_ptr<Token> t(new Token(std::move(module), std::move(selector), std::move(pin), options));
+    std::shared_ptr<Token> t(
+        new Token(std::move(module), std::move(selector), std::move(pin), options));
     const std::lock_guard lock(t->login_mu_);
     if (auto r = t->reconnect_locked("open"); !r) {
         return r.error().within("open token " + t->selector_.describe());
@@ -48,8 +50,8 @@ Result<std::shared_ptr<Token>> Token::open(std::shared_ptr<Module> module, Token
 Result<Session> Token::open_session() {
     CK_FUNCTION_LIST* f = SIGNET_TRY(module_->functions());
     CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
-    const CK_RV rv = f->C_OpenSession(slot_.load(), CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr,
-                                      nullptr, &h);
+    const CK_RV rv =
+        f->C_OpenSession(slot_.load(), CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &h);
     if (rv != CKR_OK) return ck_error(rv, "C_OpenSession(token " + selector_.describe() + ")");
     return Session(f, h);
 }
@@ -71,8 +73,8 @@ Result<SessionLease> Token::lease() {
 Result<void> Token::login_user_locked() {
     if (!anchor_.valid()) anchor_ = SIGNET_TRY(open_session());
     CK_FUNCTION_LIST& f = anchor_.fn();
-    CK_RV rv = f.C_Login(anchor_.handle(), CKU_USER, const_cast<CK_UTF8CHAR*>(pin_.data()),
-                         pin_.size());
+    CK_RV rv =
+        f.C_Login(anchor_.handle(), CKU_USER, const_cast<CK_UTF8CHAR*>(pin_.data()), pin_.size());
     if (rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED) {
         anchor_.abandon();  // already gone in the module
         anchor_ = SIGNET_TRY(open_session());
@@ -85,6 +87,13 @@ Result<void> Token::login_user_locked() {
     ++logins_;
     ++handle_epoch_;
     return ok();
+}
+
+bool Token::user_logged_in_locked() {
+    if (!anchor_.valid()) return false;
+    CK_SESSION_INFO info{};
+    if (anchor_.fn().C_GetSessionInfo(anchor_.handle(), &info) != CKR_OK) return false;
+    return info.state == CKS_RW_USER_FUNCTIONS || info.state == CKS_RO_USER_FUNCTIONS;
 }
 
 Result<void> Token::reconnect_locked(std::string_view why) {
@@ -102,8 +111,9 @@ Result<void> Token::reconnect_locked(std::string_view why) {
 Result<void> Token::recover(CK_RV rv, std::uint64_t seen_epoch, std::string_view operation) {
     ++recoveries_;
     const std::lock_guard lock(login_mu_);
-    logger().log(LogLevel::warn, "pkcs11", "token_recovering",
-                 {{"token", selector_.describe()}, {"operation", operation}, {"ckr", ckr_name(rv)}});
+    logger().log(
+        LogLevel::warn, "pkcs11", "token_recovering",
+        {{"token", selector_.describe()}, {"operation", operation}, {"ckr", ckr_name(rv)}});
     Result<void> r = ok();
     switch (rv) {
         case CKR_SESSION_HANDLE_INVALID:
@@ -113,7 +123,17 @@ Result<void> Token::recover(CK_RV rv, std::uint64_t seen_epoch, std::string_view
             break;
         case CKR_OBJECT_HANDLE_INVALID:
         case CKR_KEY_HANDLE_INVALID:
-            if (handle_epoch_.load() == seen_epoch) ++handle_epoch_;
+            // A C_Logout on any session of this application ends the login for all of them, and
+            // SoftHSM 2.6.1 then reports cached private-key handles as CKR_OBJECT_HANDLE_INVALID,
+            // not CKR_USER_NOT_LOGGED_IN (measured). Re-finding without a login cannot see the
+            // key, so log in again (which also moves the epoch) when the login is gone.
+            if (handle_epoch_.load() == seen_epoch) {
+                if (user_logged_in_locked()) {
+                    ++handle_epoch_;
+                } else {
+                    r = login_user_locked();
+                }
+            }
             break;
         case CKR_USER_NOT_LOGGED_IN:
             // Someone logged out (or the last session closed). Another thread may already have
@@ -159,6 +179,9 @@ Result<void> Token::end_so(Session so_session) {
 }
 
 Result<Bytes> Token::random(std::size_t n) {
+    // An empty vector's data() may be null, which modules reject as CKR_ARGUMENTS_BAD (SoftHSM
+    // does): zero bytes need no HSM call.
+    if (n == 0) return Bytes{};
     return run("C_GenerateRandom", [&](Session& s) -> Result<Bytes> {
         Bytes out(n);
         const CK_RV rv = s.fn().C_GenerateRandom(s.handle(), out.data(), out.size());

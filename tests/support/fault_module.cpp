@@ -4,8 +4,8 @@
 //
 // Real module: $SIGNET_FAULT_REAL_MODULE or /usr/lib/softhsm/libsofthsm2.so.
 // Control, from a test in the same process (dlopen RTLD_NOLOAD + dlsym):
-//   signet_fault_arm("C_Sign", CKR_DEVICE_ERROR, skip, count)  fail `count` calls after `skip` good ones
-//   signet_fault_clear()                                       disarm everything
+//   signet_fault_arm("C_Sign", CKR_DEVICE_ERROR, skip, count)  fail `count` calls after `skip` good
+//   ones signet_fault_clear()                                       disarm everything
 //   signet_fault_injected("C_Sign")                            how many failures were injected
 // or at load time with $SIGNET_FAULT_PLAN = "C_Sign:0x30:skip:count[,...]".
 // Injecting CKR_SESSION_HANDLE_INVALID/CKR_SESSION_CLOSED also closes the real session, so the
@@ -62,7 +62,8 @@ CK_RV w_Login(CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin, CK_ULONG
     if (const CK_RV rv = next_fault("C_Login")) return rv;
     return g_real->C_Login(h, u, pin, len);
 }
-CK_RV w_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, void* app, CK_NOTIFY notify, CK_SESSION_HANDLE_PTR h) {
+CK_RV w_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, void* app, CK_NOTIFY notify,
+                    CK_SESSION_HANDLE_PTR h) {
     if (const CK_RV rv = next_fault("C_OpenSession")) return rv;
     return g_real->C_OpenSession(slot, flags, app, notify, h);
 }
@@ -79,7 +80,8 @@ CK_RV w_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n) {
     return g_real->C_FindObjectsInit(h, t, n);
 }
 CK_RV w_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn,
-                        CK_ATTRIBUTE_PTR st, CK_ULONG sn, CK_OBJECT_HANDLE_PTR pk, CK_OBJECT_HANDLE_PTR sk) {
+                        CK_ATTRIBUTE_PTR st, CK_ULONG sn, CK_OBJECT_HANDLE_PTR pk,
+                        CK_OBJECT_HANDLE_PTR sk) {
     if (const CK_RV rv = inject_on_session("C_GenerateKeyPair", h)) return rv;
     return g_real->C_GenerateKeyPair(h, m, pt, pn, st, sn, pk, sk);
 }
@@ -116,7 +118,8 @@ __attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUNCTION_LIST_
     const std::lock_guard lock(g_mu);
     if (!g_real) {
         const char* path = std::getenv("SIGNET_FAULT_REAL_MODULE");
-        void* lib = ::dlopen(path && *path ? path : "/usr/lib/softhsm/libsofthsm2.so", RTLD_NOW | RTLD_LOCAL);
+        void* lib = ::dlopen(path && *path ? path : "/usr/lib/softhsm/libsofthsm2.so",
+                             RTLD_NOW | RTLD_LOCAL);
         if (!lib) return CKR_GENERAL_ERROR;
         auto get = reinterpret_cast<CK_C_GetFunctionList>(::dlsym(lib, "C_GetFunctionList"));
         if (!get || get(&g_real) != CKR_OK) return CKR_GENERAL_ERROR;
@@ -135,7 +138,8 @@ __attribute__((visibility("default"))) CK_RV C_GetFunctionList(CK_FUNCTION_LIST_
 }
 
 __attribute__((visibility("default"))) void signet_fault_arm(const char* fn, CK_RV rv,
-                                                             unsigned long skip, unsigned long count) {
+                                                             unsigned long skip,
+                                                             unsigned long count) {
     const std::lock_guard lock(g_mu);
     g_faults[fn] = Fault{rv, skip, count, 0};
 }

@@ -15,16 +15,16 @@ std::string error_text(const Result<T>& r) {
 
 }  // namespace signet::test
 
-#define REQUIRE_OK(expr)                                                     \
-    do {                                                                     \
-        const auto& signet_req_ok_ = (expr);                                 \
-        INFO("error: " << ::signet::test::error_text(signet_req_ok_));       \
-        REQUIRE(signet_req_ok_.has_value());                                 \
+#define REQUIRE_OK(expr)                                               \
+    do {                                                               \
+        const auto& signet_req_ok_ = (expr);                           \
+        INFO("error: " << ::signet::test::error_text(signet_req_ok_)); \
+        REQUIRE(signet_req_ok_.has_value());                           \
     } while (0)
 
-#define CHECK_OK(expr)                                                       \
-    do {                                                                     \
-        const auto& signet_chk_ok_ = (expr);                                 \
-        INFO("error: " << ::signet::test::error_text(signet_chk_ok_));       \
-        CHECK(signet_chk_ok_.has_value());                                   \
+#define CHECK_OK(expr)                                                 \
+    do {                                                               \
+        const auto& signet_chk_ok_ = (expr);                           \
+        INFO("error: " << ::signet::test::error_text(signet_chk_ok_)); \
+        CHECK(signet_chk_ok_.has_value());                             \
     } while (0)

@@ -13,17 +13,31 @@ namespace signet {
 // Signet's own error conditions (category "signet"). Values are stable: they are logged and mapped
 // to API error codes.
 enum class Errc : int {
-    invalid_argument = 1,   // caller supplied malformed or out-of-range input
-    not_found = 2,          // named object (token, key, file) does not exist
-    already_exists = 3,     // object with that identity exists
-    unsupported = 4,        // algorithm or operation not available with this key/module
-    not_replicable = 5,     // key material cannot leave this HSM (module cannot wrap it)
-    permission_denied = 6,  // file permissions or policy forbid the operation
-    unavailable = 7,        // dependency (HSM, store, peer) temporarily unusable
-    self_test_failed = 8,   // start-up known-answer/sign-verify test failed
-    io_error = 9,           // filesystem or OS call failed
-    internal = 10,          // invariant broken: a bug
+    invalid_argument = 1,      // caller supplied malformed or out-of-range input
+    not_found = 2,             // named object (token, key, file) does not exist
+    already_exists = 3,        // object with that identity exists
+    unsupported = 4,           // algorithm or operation not available with this key/module
+    not_replicable = 5,        // key material cannot leave this HSM (module cannot wrap it)
+    permission_denied = 6,     // file permissions or policy forbid the operation
+    unavailable = 7,           // dependency (HSM, store, peer) temporarily unusable
+    self_test_failed = 8,      // start-up known-answer/sign-verify test failed
+    io_error = 9,              // filesystem or OS call failed
+    internal = 10,             // invariant broken: a bug
     verification_failed = 11,  // a signature or integrity check did not verify
+    // Conditions a client of the API can meet (each maps to one HTTP status in web/errors).
+    unauthenticated = 12,       // missing, unknown or revoked credentials
+    forbidden = 13,             // authenticated, but the role does not allow the operation
+    policy_denied = 14,         // the key's policy refuses this client or operation
+    rate_limited = 15,          // the key's token bucket is empty
+    key_disabled = 16,          // the key exists but is disabled
+    watermark_regression = 17,  // watermark below the stored one (or equal with another payload)
+    reservation_invalid = 18,   // reserved nonce unknown, not the caller's, or already consumed
+    conflict = 19,              // state does not allow the operation now
+    unprocessable = 20,         // well-formed request that names something impossible
+    payload_too_large = 21,     // body or batch beyond the configured limit
+    overloaded = 22,            // admission queue full: retry later
+    not_ready = 23,             // the appliance cannot serve this yet (self-test, HA role, ...)
+    bad_request = 24,           // malformed HTTP or JSON
 };
 
 const boost::system::error_category& signet_category() noexcept;
@@ -50,8 +64,8 @@ struct Error {
 
 // Makes an Error from any enum that has a make_error_code overload.
 template <class E>
-    requires boost::system::is_error_code_enum<E>::value
-[[nodiscard]] Error make_error(E e, std::string context) {
+requires boost::system::is_error_code_enum<E>::value [[nodiscard]] Error make_error(
+    E e, std::string context) {
     return Error{make_error_code(e), std::move(context)};
 }
 

@@ -1,5 +1,6 @@
 // Logger port: structured key=value lines with a component and an event name. Implementations must
-// be thread-safe. Callers never pass PINs, tokens, passwords, key bytes or request bodies as fields.
+// be thread-safe. Callers never pass PINs, tokens, passwords, key bytes or request bodies as
+// fields.
 #pragma once
 
 #include <initializer_list>
@@ -22,8 +23,8 @@ struct LogField {
     LogField(std::string_view k, std::string_view v) : key(k), value(v) {}
     LogField(std::string_view k, const char* v) : key(k), value(v) {}
     template <class N>
-        requires std::is_arithmetic_v<N>
-    LogField(std::string_view k, N n) : key(k), value(std::to_string(n)) {}
+    requires std::is_arithmetic_v<N> LogField(std::string_view k, N n)
+        : key(k), value(std::to_string(n)) {}
 };
 
 class Logger {

@@ -21,9 +21,9 @@ inline Result<void> ok() { return {}; }
 #define SIGNET_TRY(expr) SIGNET_TRY_IMPL_(expr, SIGNET_TRY_NAME_(__COUNTER__))
 #define SIGNET_TRY_CAT_(a, b) a##b
 #define SIGNET_TRY_NAME_(n) SIGNET_TRY_CAT_(signet_try_r_, n)
-#define SIGNET_TRY_IMPL_(expr, name)                     \
-    __extension__({                                      \
-        auto&& name = (expr);                            \
-        if (!name) return std::move(name).error();       \
-        std::move(name).value();                         \
+#define SIGNET_TRY_IMPL_(expr, name)               \
+    __extension__({                                \
+        auto&& name = (expr);                      \
+        if (!name) return std::move(name).error(); \
+        std::move(name).value();                   \
     })

@@ -43,7 +43,8 @@ enum class Hash { sha256, keccak256 };
 // for them means the same bytes).
 enum class SignatureEncoding { raw, der, eth };
 [[nodiscard]] std::string_view to_string(SignatureEncoding e) noexcept;
-[[nodiscard]] std::optional<SignatureEncoding> parse_signature_encoding(std::string_view s) noexcept;
+[[nodiscard]] std::optional<SignatureEncoding> parse_signature_encoding(
+    std::string_view s) noexcept;
 
 enum class RsaPadding { pkcs1v15, pss };
 [[nodiscard]] std::string_view to_string(RsaPadding p) noexcept;

@@ -19,7 +19,8 @@ boost::system::error_code make_error_code(Ckr rv) noexcept;
 // "CKR_PIN_INCORRECT", or "CKR_VENDOR_DEFINED+0x..." / "CKR_UNKNOWN(0x...)".
 [[nodiscard]] std::string ckr_name(CK_RV rv);
 
-// Error for a failed Cryptoki call; `operation` names the call and its subject ("C_Sign(key 0a1b)").
+// Error for a failed Cryptoki call; `operation` names the call and its subject ("C_Sign(key
+// 0a1b)").
 [[nodiscard]] Error ck_error(CK_RV rv, std::string operation);
 
 // The CK_RV carried by `e`, or CKR_OK when `e` is not a pkcs11 error.

@@ -19,8 +19,11 @@
 
 namespace signet::pkcs11 {
 
-// Labels with this prefix belong to Signet itself (self-test keys) and are hidden from list().
+// Labels with this prefix belong to Signet itself and are hidden from list(). Every internal key
+// carries the label kInternalLabel and is named by its CKA_ID (the name's bytes), so one search
+// finds them all (on SoftHSM every search reads every object: one search, not one per key).
 inline constexpr std::string_view kInternalLabelPrefix = "signet.";
+inline constexpr std::string_view kInternalLabel = "signet.internal";
 
 struct KeySpec {
     Algorithm algorithm = Algorithm::ecdsa_p256;
@@ -47,11 +50,18 @@ struct KeyAttributes {
 // Object handles of one key pair, valid while `epoch` == token.handle_epoch().
 struct KeyHandles {
     CK_OBJECT_HANDLE private_key = CK_INVALID_HANDLE;
-    CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE;
+    CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE;  // may be invalid after warm_up()
     Algorithm algorithm = Algorithm::ecdsa_p256;
-    KeyClass key_class = KeyClass::local;
     Bytes public_point;  // EC: 65-byte uncompressed point (for secp256k1 recovery ids)
     std::uint64_t epoch = 0;
+};
+
+// What the caller already knows about a key (from its own catalog), so warm_up() need not read it
+// from the HSM.
+struct KeyHint {
+    std::string id;
+    Algorithm algorithm = Algorithm::ecdsa_p256;
+    Bytes spki_der;
 };
 
 class KeyStore {
@@ -74,23 +84,44 @@ public:
     // are low-S with a recovery id.
     [[nodiscard]] Result<Signature> sign(std::string_view id_hex, const SignRequest& req);
 
-    // Handles of the key pair for use inside Token::run (cached; re-found after epoch change).
+    // Handles of the key pair for use inside Token::run: cached; otherwise one search by CKA_ID
+    // (concurrent cold lookups wait for one another instead of all scanning the token).
     [[nodiscard]] Result<KeyHandles> handles(Session& s, std::string_view id_hex);
-    // Finds a Signet-internal key pair by label, or generates it (self-test keys).
-    [[nodiscard]] Result<KeyInfo> find_or_generate_internal(std::string_view label, Algorithm a);
+    // Finds the Signet-internal key `name` ("signet.selftest.ecdsa-p256", "signet.audit", ...) or
+    // generates it (appliance-local). The first call searches once for every internal key.
+    [[nodiscard]] Result<KeyInfo> find_or_generate_internal(std::string_view name, Algorithm a);
+    // Caches the handles of every hinted key with one pass over the token's private keys, so their
+    // first signatures need no search. Returns how many were found.
+    [[nodiscard]] Result<std::size_t> warm_up(const std::vector<KeyHint>& hints);
 
     [[nodiscard]] Token& token() const noexcept { return *token_; }
     [[nodiscard]] const std::shared_ptr<Token>& token_ptr() const noexcept { return token_; }
     // Forgets cached handles of one key (after destroy or unwrap over it).
     void forget(std::string_view id_hex);
+    // Held by everything that creates or destroys token objects (generate, destroy, unwrap, the
+    // KEK ceremony): SoftHSM's file store races when such calls run concurrently.
+    [[nodiscard]] std::unique_lock<std::mutex> lock_object_changes() {
+        return std::unique_lock(object_mu_);
+    }
 
 private:
-    Result<KeyInfo> generate_unchecked(const KeySpec& spec);  // any label, reserved ones included
-    Result<KeyInfo> describe(Session& s, CK_OBJECT_HANDLE private_key, std::string id_hex);
+    // Any label, reserved ones included; `check_id` searches for an id collision first (needed
+    // only for caller-chosen ids: 16 random bytes do not collide).
+    Result<KeyInfo> generate_unchecked(const KeySpec& spec, bool check_id);
+    Result<KeyInfo> describe(Session& s, const KeyHandles& h, const std::string& id_hex);
+    Result<KeyHandles> lookup(Session& s, const std::string& id_hex, std::uint64_t epoch);
+    Result<void> load_internal(Session& s);
+    void remember(const std::string& id_hex, const KeyHandles& h);
 
     std::shared_ptr<Token> token_;
+    // SoftHSM's file store races when objects are created or destroyed concurrently
+    // (CKR_GENERAL_ERROR / CKR_TEMPLATE_INCONSISTENT, measured; SoftHSMv2 #573): one at a time.
+    std::mutex object_mu_;
+    std::mutex lookup_mu_;  // one cold lookup at a time; the others then find it cached
     std::mutex mu_;
     std::unordered_map<std::string, KeyHandles> cache_;  // guarded by mu_
+    // name -> id of internal keys, loaded once; guarded by mu_
+    std::optional<std::unordered_map<std::string, std::string>> internal_;
 };
 
 }  // namespace signet::pkcs11

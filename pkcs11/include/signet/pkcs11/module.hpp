@@ -77,9 +77,11 @@ private:
     std::unique_ptr<void, DlClose> lib_;
     CK_FUNCTION_LIST* fns_;
     std::shared_ptr<Logger> logger_;
-    std::mutex init_mu_;            // serialises (re-)initialisation
-    std::atomic<long> init_fork_{-1};  // fork count when Cryptoki was last initialised here; written under init_mu_
-    bool owns_init_ = false;         // we called C_Initialize successfully (so we finalize); guarded by init_mu_
+    std::mutex init_mu_;  // serialises (re-)initialisation
+    std::atomic<long> init_fork_{
+        -1};  // fork count when Cryptoki was last initialised here; written under init_mu_
+    bool owns_init_ =
+        false;  // we called C_Initialize successfully (so we finalize); guarded by init_mu_
     std::atomic<std::uint64_t> generation_{0};
 };
 

@@ -23,10 +23,10 @@ namespace signet::pkcs11 {
 [[nodiscard]] Result<Bytes> spki_from_pem(std::string_view pem);
 
 struct Jwk {
-    std::string kty;  // "EC", "OKP", "RSA"
-    std::string crv;  // "P-256", "secp256k1", "Ed25519"; empty for RSA
-    std::string x, y;  // base64url, EC/OKP
-    std::string n, e;  // base64url, RSA
+    std::string kty;                            // "EC", "OKP", "RSA"
+    std::string crv;                            // "P-256", "secp256k1", "Ed25519"; empty for RSA
+    std::string x, y;                           // base64url, EC/OKP
+    std::string n, e;                           // base64url, RSA
     [[nodiscard]] std::string to_json() const;  // members in RFC 7638 thumbprint order
 };
 [[nodiscard]] Result<Jwk> spki_to_jwk(Algorithm a, ByteView spki);

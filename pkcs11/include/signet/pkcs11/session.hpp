@@ -20,8 +20,11 @@ namespace signet::pkcs11 {
 class Session {
 public:
     Session() = default;
-    Session(CK_FUNCTION_LIST* fns, CK_SESSION_HANDLE handle) noexcept : fns_(fns), handle_(handle) {}
-    Session(Session&& o) noexcept : fns_(o.fns_), handle_(o.handle_) { o.handle_ = CK_INVALID_HANDLE; }
+    Session(CK_FUNCTION_LIST* fns, CK_SESSION_HANDLE handle) noexcept
+        : fns_(fns), handle_(handle) {}
+    Session(Session&& o) noexcept : fns_(o.fns_), handle_(o.handle_) {
+        o.handle_ = CK_INVALID_HANDLE;
+    }
     Session& operator=(Session&& o) noexcept;
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;

@@ -19,8 +19,8 @@ struct SignRequest {
 };
 
 struct Signature {
-    Bytes bytes;                               // in the requested encoding
-    Bytes digest;                              // what was signed (empty for Ed25519)
+    Bytes bytes;                              // in the requested encoding
+    Bytes digest;                             // what was signed (empty for Ed25519)
     std::optional<std::uint8_t> recovery_id;  // secp256k1: 0 or 1 (Ethereum v = 27 + id)
 };
 

@@ -82,6 +82,7 @@ private:
     Result<Session> open_session();
     // The following run with login_mu_ held.
     Result<void> login_user_locked();
+    bool user_logged_in_locked();  // the anchor session still holds the user login
     Result<void> reconnect_locked(std::string_view why);
     Result<void> recover(CK_RV rv, std::uint64_t seen_epoch, std::string_view operation);
     // Security-officer bracket for run_as_so; caller holds so_mu_ exclusively.
@@ -93,13 +94,13 @@ private:
     const SecretBuffer pin_;
     const TokenOptions options_;
     std::unique_ptr<SessionPool> pool_;
-    // Never used for operations: it holds the login, which PKCS#11 drops when the application's last
-    // session closes (and the pool discards sessions after failures). guarded by login_mu_
+    // Never used for operations: it holds the login, which PKCS#11 drops when the application's
+    // last session closes (and the pool discards sessions after failures). guarded by login_mu_
     Session anchor_;
 
-    std::shared_mutex so_mu_;    // user operations hold it shared; run_as_so holds it exclusive
-    std::mutex login_mu_;        // serialises login/recovery
-    std::atomic<CK_SLOT_ID> slot_{0};                 // written under login_mu_
+    std::shared_mutex so_mu_;  // user operations hold it shared; run_as_so holds it exclusive
+    std::mutex login_mu_;      // serialises login/recovery
+    std::atomic<CK_SLOT_ID> slot_{0};                  // written under login_mu_
     std::atomic<std::uint64_t> module_generation_{0};  // written under login_mu_
     std::atomic<std::uint64_t> handle_epoch_{1};
     std::atomic<std::uint64_t> recoveries_{0};
@@ -120,7 +121,8 @@ auto Token::run(std::string_view operation, Fn&& fn) -> std::invoke_result_t<Fn&
             auto r = fn(**leased);
             if (r) return r;
             // The session may hold an active operation or be dead: never reuse it after a failure.
-            leased->discard();
+            // value(), not ->: the null check above is invisible to GCC -O2 -Wnull-dereference.
+            leased.value().discard();
             rv = ckr_of(r.error());
             if (!is_recoverable(rv) || attempt >= options_.max_recoveries) return r;
         }

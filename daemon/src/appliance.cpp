@@ -1,0 +1,272 @@
+#include "appliance.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "audit_checkpointer.hpp"
+#include "audit_log.hpp"
+#include "catalog.hpp"
+#include "committer.hpp"
+#include "credentials.hpp"
+#include "nonce_authority.hpp"
+#include "signet/pkcs11/public_key.hpp"
+#include "signet/pkcs11/self_test.hpp"
+#include "signet/web/api.hpp"
+#include "signet/web/server.hpp"
+#include "signing_service.hpp"
+#include "tls_identity.hpp"
+#include "watermark_guard.hpp"
+
+namespace signet::daemon {
+
+struct Appliance::Parts {
+    Config config;
+    std::shared_ptr<Logger> logger;
+    StartupReport report;
+    std::shared_ptr<pkcs11::Module> module;
+    std::shared_ptr<pkcs11::KeyStore> keys;
+    std::unique_ptr<TlsIdentity> tls;
+    std::shared_ptr<Committer> committer;
+    std::shared_ptr<SigningService> service;
+    std::shared_ptr<Catalog> catalog;
+    std::unique_ptr<web::Server> server;
+    std::thread background;  // self-test, then audit key and handle warm-up
+    std::mutex mu;
+    std::unique_ptr<AuditCheckpointer> checkpointer;  // guarded by mu
+    int lock_fd = -1;      // flock on <data_dir>/signetd.lock, held for the process's life
+    bool stopped = false;  // guarded by mu
+    ~Parts() {
+        if (lock_fd >= 0) ::close(lock_fd);
+    }
+};
+
+Appliance::Appliance() : p_(std::make_unique<Parts>()) {}
+Appliance::~Appliance() { stop(); }
+const StartupReport& Appliance::report() const noexcept { return p_->report; }
+
+namespace {
+
+Result<void> prepare_data_dir(const Config& c) {
+    std::error_code ec;
+    std::filesystem::create_directories(c.data_dir, ec);
+    if (ec) {
+        return make_error(Errc::io_error, "cannot create data directory " + c.data_dir.string() +
+                                              ": " + ec.message());
+    }
+    if (::chmod(c.data_dir.c_str(), 0700) != 0) {
+        return make_error(Errc::permission_denied,
+                          "cannot restrict " + c.data_dir.string() + " to mode 0700");
+    }
+    return ok();
+}
+
+// One signetd per data directory: two processes on one store would hand out the same nonces.
+Result<int> lock_data_dir(const Config& c) {
+    const auto path = c.data_dir / "signetd.lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return make_error(Errc::io_error, "cannot open " + path.string());
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = {};
+        // (void) does not silence FORTIFY's warn_unused_result: keep the count instead.
+        const ssize_t got = ::pread(fd, buf, sizeof buf - 1, 0);
+        ::close(fd);
+        std::string pid(buf, got > 0 ? static_cast<std::size_t>(got) : 0);
+        while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+        return make_error(Errc::conflict, "another signetd (pid " + pid + ") is using " +
+                                              c.data_dir.string() + "; stop it first");
+    }
+    const std::string me = std::to_string(::getpid()) + "\n";
+    // The pid only names the holder in the message above; the flock is the lock. Failing to write
+    // it is harmless, and (void) does not silence FORTIFY's warn_unused_result.
+    [[maybe_unused]] const bool pid_written =
+        ::ftruncate(fd, 0) == 0 &&
+        ::pwrite(fd, me.data(), me.size(), 0) == static_cast<ssize_t>(me.size());
+    return fd;
+}
+
+// A fresh one-time setup token when no admin exists; only its hash is stored. The token is also
+// written to <data_dir>/setup-token (0600) for non-interactive installs.
+Result<std::optional<std::string>> ensure_setup_token(const Config& c, Catalog& catalog,
+                                                      Committer& committer, const Clock& clock,
+                                                      std::optional<Bytes>& hash_out) {
+    if (catalog.has_active_admin()) {
+        std::error_code ec;
+        std::filesystem::remove(c.setup_token_path(), ec);
+        return std::optional<std::string>{};
+    }
+    const std::string token = new_token(kSetupTokenPrefix);
+    const Bytes hash = token_hash(token);
+    const std::string ts = format_rfc3339(clock.wall());
+    SIGNET_TRY(committer.submit([&](Db& txn) -> Result<void> {
+        auto st = SIGNET_TRY(txn.cached(
+            "INSERT INTO meta (name, value) VALUES ('setup_token_hash', ?) ON CONFLICT(name) DO "
+            "UPDATE SET value = excluded.value"));
+        st->bind(1, hex_encode(hash));
+        SIGNET_TRY(st->run());
+        SIGNET_TRY(AuditLog::append(txn, {"system", "setup.token_issued", "", "ok", "{}"}, ts));
+        return ok();
+    }));
+    const auto file = c.setup_token_path();
+    {
+        const mode_t old = ::umask(077);
+        std::ofstream out(file, std::ios::trunc);
+        out << token << "\n";
+        ::umask(old);
+    }
+    hash_out = hash;
+    return std::optional<std::string>{token};
+}
+
+void write_public_pem(const std::filesystem::path& file, ByteView spki) {
+    const std::string pem = pkcs11::spki_to_pem(spki);
+    std::ofstream(file, std::ios::trunc) << pem;
+}
+
+}  // namespace
+
+void Appliance::run_background(Parts& p, std::shared_ptr<const Clock> clock) {
+    const auto report = pkcs11::run_self_test(*p.keys);
+    p.service->set_self_test(report);
+    p.logger->log(report.passed() ? LogLevel::info : LogLevel::error, "appliance",
+                  report.passed() ? "ready" : "self_test_failed",
+                  {{"self_test", report.summary()}});
+    auto audit_key =
+        p.keys->find_or_generate_internal(kAuditKeyName, pkcs11::Algorithm::ecdsa_p256);
+    if (!audit_key) {
+        p.logger->log(LogLevel::error, "appliance", "audit_key_unavailable",
+                      {{"error", audit_key.error().message()}});
+    } else {
+        write_public_pem(p.config.data_dir / "audit-key.pem", audit_key->spki_der);
+        p.service->set_audit_key(audit_key->spki_der);
+        const std::lock_guard lock(p.mu);
+        if (!p.stopped) {
+            p.checkpointer = std::make_unique<AuditCheckpointer>(
+                p.keys, *audit_key, p.committer, clock, p.logger, std::chrono::seconds(10));
+        }
+    }
+    std::vector<pkcs11::KeyHint> hints;
+    for (const auto& k : p.catalog->keys()) hints.push_back({k->id, k->algorithm, k->spki});
+    const auto start = std::chrono::steady_clock::now();
+    const auto warmed = p.keys->warm_up(hints);
+    p.logger->log(warmed ? LogLevel::info : LogLevel::warn, "appliance", "key_handles_cached",
+                  {{"keys", hints.size()},
+                   {"found", warmed ? *warmed : 0},
+                   {"ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - start)
+                              .count()},
+                   {"error", warmed ? "" : warmed.error().message()}});
+}
+
+Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
+                                                    std::shared_ptr<Logger> logger) {
+    SIGNET_TRY(validate(c));
+    std::unique_ptr<Appliance> a(new Appliance());
+    Parts& p = *a->p_;
+    p.config = c;
+    p.logger = logger;
+    auto clock = std::make_shared<SystemClock>();
+    SIGNET_TRY(prepare_data_dir(c));
+    p.lock_fd = SIGNET_TRY(lock_data_dir(c));
+
+    // Store: migrate and check before anything else touches it.
+    auto writer = Db::open(c.database_path(), true);
+    if (!writer) return writer.error().within("open the store");
+    const int schema = SIGNET_TRY(migrate(*writer));
+    SIGNET_TRY(integrity_check(*writer));
+    auto reader = std::make_shared<Db>(SIGNET_TRY(Db::open(c.database_path(), false)));
+    p.committer = std::make_shared<Committer>(std::move(writer).value(), logger);
+    auto catalog = std::make_shared<Catalog>();
+    SIGNET_TRY(catalog->load(*reader));
+    auto nonces = std::make_shared<LocalNonceAuthority>(p.committer, clock);
+    SIGNET_TRY(nonces->load(*reader));
+    auto watermarks = std::make_shared<LocalWatermarkGuard>();
+    SIGNET_TRY(watermarks->load(*reader));
+    logger->log(
+        LogLevel::info, "store", "opened",
+        {{"path", c.database_path().string()}, {"schema", schema}, {"keys", catalog->key_count()}});
+
+    // HSM.
+    p.module = SIGNET_TRY(pkcs11::Module::load(c.module, logger));
+    auto pin = read_secret_file(c.pin_file);
+    if (!pin) return pin.error().within("read the HSM PIN");
+    auto token = pkcs11::Token::open(p.module, {c.token_label, c.token_serial},
+                                     std::move(pin).value(), {.max_sessions = c.max_sessions});
+    if (!token) return token.error().within("open the signing token");
+    p.keys = std::make_shared<pkcs11::KeyStore>(*token);
+
+    // TLS identity (separate token).
+    if (c.tls) {
+        p.tls = SIGNET_TRY(
+            TlsIdentity::load({p.module, c.module, c.identity_token_label, c.identity_pin(),
+                               c.tls_dir(), c.subject_alt_names, c.request_client_certs},
+                              *logger));
+        p.report.tls_fingerprint = p.tls->fingerprint();
+    }
+
+    std::optional<Bytes> setup_hash;
+    p.report.setup_token =
+        SIGNET_TRY(ensure_setup_token(c, *catalog, *p.committer, *clock, setup_hash));
+
+    auto metrics = std::make_shared<web::Registry>();
+    p.service = std::make_shared<SigningService>(
+        ServiceDeps{catalog, p.keys, p.committer, nonces, watermarks, reader, clock, logger,
+                    metrics},
+        ServiceOptions{c.batch_max, std::chrono::seconds(60), setup_hash, c.setup_token_path()});
+
+    auto router = std::make_shared<web::Router>();
+    web::add_api_routes(*router, p.service, metrics, {c.batch_max});
+    web::ServerOptions so;
+    so.address = c.listen_address;
+    so.port = c.port;
+    so.io_threads = c.io_threads;
+    so.worker_threads = c.worker_threads;
+    so.queue_limit = c.queue_limit;
+    so.max_connections = c.max_connections;
+    so.max_body_bytes = c.max_body_bytes;
+    so.max_header_bytes = c.max_header_bytes;
+    so.request_timeout = c.request_timeout;
+    so.shutdown_grace = c.shutdown_grace;
+    so.default_headers = {{"Cache-Control", "no-store"}, {"X-Content-Type-Options", "nosniff"}};
+    if (p.tls) {
+        so.tls_context = SIGNET_TRY(p.tls->make_server_context());
+        so.default_headers["Strict-Transport-Security"] = "max-age=31536000";
+    }
+    p.server = std::make_unique<web::Server>(so, router, metrics, logger);
+    if (auto r = p.server->start(); !r) {
+        return r.error().within("listen on " + c.listen_address + ":" + std::to_string(c.port));
+    }
+    p.report.port = p.server->port();
+    p.report.url = std::string(c.tls ? "https://" : "http://") +
+                   (c.listen_address.find(':') != std::string::npos ? "[" + c.listen_address + "]"
+                                                                    : c.listen_address) +
+                   ":" + std::to_string(p.report.port);
+
+    // In the background: /v1/health/ready stays 503 until the self-test passed; then the audit
+    // checkpoints start and every key's handle is cached (one pass over the token instead of one
+    // search per key at its first signature).
+    p.catalog = catalog;
+    p.background = std::thread([&p, clock] { run_background(p, clock); });
+    return a;
+}
+
+void Appliance::stop() {
+    Parts& p = *p_;
+    {
+        const std::lock_guard lock(p.mu);
+        if (p.stopped) return;
+        p.stopped = true;  // the background thread starts no checkpointer after this
+    }
+    if (p.server) p.server->stop();
+    if (p.background.joinable()) p.background.join();
+    if (p.service) p.service->flush_tally();
+    if (p.checkpointer) p.checkpointer->stop();  // after the tally: the final checkpoint covers it
+    p.service.reset();
+    if (p.committer) p.committer->stop();
+    if (p.logger) p.logger->log(LogLevel::info, "appliance", "stopped");
+}
+
+}  // namespace signet::daemon
