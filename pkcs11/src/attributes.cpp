@@ -183,7 +183,8 @@ void signing_key_templates(Algorithm a, bool extractable, std::string_view label
     priv.add_bool(CKA_MODIFIABLE, false);
     static const Bytes kRsaExponent{0x01, 0x00, 0x01};
     if (t.key_type == CKK_RSA) {
-        pub.add_ulong(CKA_MODULUS_BITS, t.modulus_bits).add_bytes(CKA_PUBLIC_EXPONENT, kRsaExponent);
+        pub.add_ulong(CKA_MODULUS_BITS, t.modulus_bits)
+            .add_bytes(CKA_PUBLIC_EXPONENT, kRsaExponent);
     } else {
         pub.add_bytes(CKA_EC_PARAMS, t.ec_params);
     }
