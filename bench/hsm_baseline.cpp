@@ -40,6 +40,7 @@ struct Options {
     std::vector<int> threads{1, 2};
     std::vector<Algorithm> algorithms{std::begin(signet::pkcs11::kAllAlgorithms),
                                       std::end(signet::pkcs11::kAllAlgorithms)};
+    bool load_only = false;  // only time loading the module and opening the token; print RSS
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -47,6 +48,7 @@ struct Options {
                  "hsm_baseline: %s\n"
                  "usage: hsm_baseline [--module PATH] --token LABEL --pin-file FILE\n"
                  "                    [--seconds S] [--threads 1,2] [--algorithms a,b]\n"
+                 "       hsm_baseline --load-only ...   time C_Initialize + login, print RSS\n"
                  "Defaults come from SIGNET_BENCH_MODULE / SIGNET_BENCH_TOKEN / "
                  "SIGNET_BENCH_PIN_FILE (set by bench/with-softhsm).\n",
                  why);
@@ -83,6 +85,8 @@ Options parse(int argc, char** argv) {
             o.token = value();
         } else if (a == "--pin-file") {
             o.pin_file = value();
+        } else if (a == "--load-only") {
+            o.load_only = true;
         } else if (a == "--seconds") {
             o.seconds = std::stod(value());
         } else if (a == "--threads") {
@@ -208,8 +212,21 @@ Bytes raw_input(Algorithm a, const Bytes& digest) {
 
 }  // namespace
 
+long vm_rss_kib() {
+    std::FILE* f = std::fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kib = -1;
+    while (std::fgets(line, sizeof line, f)) {
+        if (std::sscanf(line, "VmRSS: %ld kB", &kib) == 1) break;
+    }
+    std::fclose(f);
+    return kib;
+}
+
 int main(int argc, char** argv) {
     const Options opt = parse(argc, argv);
+    const auto load_start = Clock::now();
     auto module = signet::pkcs11::Module::load(opt.module);
     if (!module) usage(module.error().message().c_str());
     auto pin = signet::read_secret_file(opt.pin_file);
@@ -218,8 +235,17 @@ int main(int argc, char** argv) {
     for (const int t : opt.threads) max_threads = std::max(max_threads, t);
     signet::pkcs11::TokenOptions topts;
     topts.max_sessions = static_cast<std::size_t>(max_threads) + 1;
+    const double load_s = std::chrono::duration<double>(Clock::now() - load_start).count();
+    const auto open_start = Clock::now();
     auto token = signet::pkcs11::Token::open(*module, {opt.token, ""}, std::move(*pin), topts);
     if (!token) usage(token.error().message().c_str());
+    if (opt.load_only) {
+        // What the HSM module alone costs a process on this token (SoftHSM loads every object of
+        // every token at C_Initialize and keeps it in memory).
+        std::printf("load_s=%.3f open_s=%.3f rss_kib=%ld\n", load_s,
+                    std::chrono::duration<double>(Clock::now() - open_start).count(), vm_rss_kib());
+        return 0;
+    }
     signet::pkcs11::KeyStore keys(*token);
 
     std::printf("# hsm_baseline: module %s, token '%s', %.1f s per cell, %u hardware threads\n",

@@ -347,6 +347,15 @@ bg_run "$work/baseline-token.log" "$baseline" --module "${SIGNET_PKCS11_MODULE:-
   { cat "$work/baseline-token.log" >&2; die "hsm_baseline on the daemon token failed"; }
 sed 's/^/    /' "$work/baseline-token.log"
 rawtok=$(baseline_rows "$work/baseline-token.log" | awk 'BEGIN{m=0} $2 > m { m = $2 } END{print m}')
+# SoftHSM alone on the daemon's token: C_Initialize (loads every object) + login, and its RSS.
+"$baseline" --load-only --module "${SIGNET_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}" \
+  --token signet --pin-file "$var/pin" >"$work/load-only.log" ||
+  { cat "$work/load-only.log" >&2; die "hsm_baseline --load-only failed"; }
+hsm_load_s=$(sed -n 's/.*load_s=\([0-9.]*\).*/\1/p' "$work/load-only.log")
+hsm_open_s=$(sed -n 's/.*open_s=\([0-9.]*\).*/\1/p' "$work/load-only.log")
+hsm_rss_kb=$(sed -n 's/.*rss_kib=\([0-9]*\).*/\1/p' "$work/load-only.log")
+hsm_start_s=$(awk -v a="$hsm_load_s" -v b="$hsm_open_s" 'BEGIN{printf "%.3f", a+b}')
+say "  SoftHSM alone on this token: C_Initialize ${hsm_load_s} s + login ${hsm_open_s} s, VmRSS $(mib "$hsm_rss_kb") MiB"
 
 # ---- 5. TLS daemon: start-up, idle RSS, cold signature, HTTPS -----------------------------------
 say "5/5 signetd with TLS on the same var dir: start-up, idle RSS, HTTPS"
@@ -396,6 +405,12 @@ row "nonce sign (\"nonce\": true), HTTP" "$rate_nonce" "sig/s" "$(ratio "$rate_n
 row "  latency p50 / p99" "$p50_nonce / $p99_nonce" "ms" "" "" ""
 row "start to ready, TLS, $store_keys keys$few" "$ready_s" "s" "" "<= 1 s" "$(verdict "$ready_s" "<=" 1)$few"
 row "idle VmRSS after ${idle} s, $store_keys keys$few" "$(mib "$rss_kb")" "MiB" "" "<= 64 MiB" "$(verdict "$(mib "$rss_kb")" "<=" 64)$few"
+row "  of which SoftHSM alone (C_Initialize + login)" "$hsm_start_s" "s" "" "(measured)" ""
+row "  Signet's share of start to ready" "$(awk -v a="$ready_s" -v b="$hsm_start_s" 'BEGIN{printf "%.3f", a-b}')" "s" "" "<= 1 s" \
+  "$(verdict "$(awk -v a="$ready_s" -v b="$hsm_start_s" 'BEGIN{printf "%.3f", a-b}')" "<=" 1)$few"
+row "  of which SoftHSM alone (same token, own process)" "$(mib "$hsm_rss_kb")" "MiB" "" "(measured)" ""
+row "  Signet's share of idle VmRSS" "$(mib $((rss_kb - hsm_rss_kb)))" "MiB" "" "<= 64 MiB" \
+  "$(verdict "$(mib $((rss_kb - hsm_rss_kb)))" "<=" 64)$few"
 row "first signature after start (cold handle)" "$cold_ms" "ms" "" "(information)" ""
 row "key creation through the API, $key_parallel parallel" "$fill_rate" "keys/s" "" "(information)" \
   "${fill_failed:+$fill_failed failed}"

@@ -223,6 +223,7 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     so.address = c.listen_address;
     so.port = c.port;
     so.io_threads = c.io_threads;
+    so.max_inline_fast = c.max_inline_fast;
     so.worker_threads = c.worker_threads;
     so.queue_limit = c.queue_limit;
     so.max_connections = c.max_connections;

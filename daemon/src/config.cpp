@@ -140,6 +140,7 @@ Result<Config> parse_config(const std::string& text, const std::string& origin) 
     SIGNET_TRY(server.get("tls", c.tls));
     SIGNET_TRY(server.get("allow_plain_http", c.allow_plain_http));
     SIGNET_TRY(server.get("io_threads", c.io_threads));
+    SIGNET_TRY(server.get("max_inline_fast", c.max_inline_fast));
     SIGNET_TRY(server.get("worker_threads", c.worker_threads));
     SIGNET_TRY(server.get("queue_limit", c.queue_limit));
     SIGNET_TRY(server.get("max_connections", c.max_connections));

@@ -21,6 +21,7 @@ struct Config {
     bool tls = true;
     bool allow_plain_http = false;  // plain HTTP also needs a loopback listen address
     std::size_t io_threads = 2;
+    std::size_t max_inline_fast = 0;  // plain signatures on I/O threads at once; 0: io_threads - 1
     std::size_t worker_threads = 8;
     std::size_t queue_limit = 1024;
     std::size_t max_connections = 1024;

@@ -1,9 +1,13 @@
 #include "signet/web/server.hpp"
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <future>
+#include <mutex>
+#include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "signet/web/client.hpp"
 #include "signet/web/errors.hpp"
@@ -389,4 +393,65 @@ TEST_CASE("every response echoes the request id and carries the default headers"
         CHECK(fx.logger->contains("request_id=" + header(*r, "X-Request-Id")));
         CHECK_FALSE(fx.logger->contains("SECRET"));
     }
+}
+
+TEST_CASE(
+    "fast-path requests run on an I/O thread within budget and health answers while one is stuck",
+    "[web][integration]") {
+    ServerFixture fx;
+    Gate gate;
+    std::mutex mu;
+    std::set<std::thread::id> io_threads_seen;  // guarded by mu
+    std::atomic<int> on_io{0};
+    fx.router->add({"POST", "/fast", "POST /fast", Execution::worker,
+                    [&](Request& req) {
+        gate.pass();
+        return echo(req);
+                    },
+                    [](const Request& req) { return req.body != "slow"; }});
+    fx.router->add({"GET", "/where", "GET /where", Execution::worker, [&](Request& req) {
+                        const std::lock_guard lock(mu);
+                        if (io_threads_seen.contains(std::this_thread::get_id())) ++on_io;
+                        return echo(req);
+                    }});
+    fx.add("GET", "/health", echo, Execution::inline_);
+    fx.router->add({"GET", "/mark", "GET /mark", Execution::inline_, [&](Request& req) {
+                        const std::lock_guard lock(mu);
+                        io_threads_seen.insert(std::this_thread::get_id());
+                        return echo(req);
+                    }});
+    ServerOptions o;
+    o.io_threads = 2;  // budget: one fast-path handler at a time, one I/O thread kept free
+    o.worker_threads = 2;
+    fx.start(o);
+    for (int i = 0; i < 8; ++i) REQUIRE_OK(HttpClient(fx.client_options()).request("GET", "/mark"));
+
+    // A stuck fast-path handler (an HSM that stalls) holds one I/O thread...
+    auto stuck = std::async(std::launch::async, [&] {
+        return HttpClient(fx.client_options()).request("POST", "/fast", "x");
+    });
+    REQUIRE(gate.wait_entered(1, 10s));
+    // ...the other still answers health checks, and a second fast request goes to the workers.
+    // (Short timeout: were both I/O threads stuck, health would not answer until the gate opens.)
+    auto quick = fx.client_options();
+    quick.timeout = 2s;
+    HttpClient client(quick);
+    const auto health = client.request("GET", "/health");
+    REQUIRE_OK(health);
+    CHECK(health->status == 200);
+    auto second = std::async(std::launch::async, [&] {
+        return HttpClient(fx.client_options()).request("POST", "/fast", "y");
+    });
+    REQUIRE(gate.wait_entered(2, 10s));
+    CHECK(client.request("GET", "/health")->status == 200);
+    gate.open();
+    for (auto* f : {&stuck, &second}) {
+        REQUIRE(f->wait_for(10s) == std::future_status::ready);
+        const auto r = f->get();
+        REQUIRE_OK(r);
+        CHECK(r->status == 200);
+    }
+    // A worker route without a fast path never runs on an I/O thread.
+    for (int i = 0; i < 4; ++i) REQUIRE_OK(client.request("GET", "/where"));
+    CHECK(on_io == 0);
 }

@@ -200,6 +200,15 @@ void add_key_routes(Router& r, const std::shared_ptr<Service>& svc) {
            })});
 }
 
+// A sign request that waits for nothing durable (no nonce, reservation or watermark: no fsync)
+// finishes in one HSM signature and may run on the I/O thread. Conservative: any mention of those
+// members, or any \u escape that could spell one, sends the request to the workers.
+bool plain_signature(const Request& req) {
+    const std::string_view b = req.body;
+    return b.find("nonce\"") == std::string_view::npos &&
+           b.find("watermark\"") == std::string_view::npos && b.find("\\u") == std::string_view::npos;
+}
+
 void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::size_t batch_max) {
     r.add({"POST", "/v1/keys/{id}/sign", "keys.sign", Execution::worker,
            authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
@@ -211,7 +220,8 @@ void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::siz
                auto out = signature_json(SIGNET_TRY(s.sign(c, id, p)), p.encoding);
                out["key_id"] = id;
                return json_response(200, out);
-           })});
+           }),
+           plain_signature});
     r.add({"POST", "/v1/keys/{id}/sign-batch", "keys.sign_batch", Execution::worker,
            authed(svc, [batch_max](Request& req, Service& s, const Caller& c) -> Result<Response> {
                auto body = SIGNET_TRY(detail::parse_object(req));
@@ -255,7 +265,8 @@ void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::siz
                SIGNET_TRY(f.done());
                const bool valid = SIGNET_TRY(s.verify(c, req.params.at("id"), p, sig));
                return json_response(200, json::object{{"valid", valid}});
-           })});
+           }),
+           [](const Request&) { return true; }});  // software verification: never blocks
     r.add({"POST", "/v1/keys/{id}/nonces", "keys.reserve_nonce", Execution::worker,
            authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
                const auto& id = req.params.at("id");

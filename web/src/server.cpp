@@ -27,6 +27,7 @@ using tcp = net::ip::tcp;
 ServerOptions without_tls_handle(ServerOptions o) {
     o.tls_context = nullptr;
     o.io_threads = std::max<std::size_t>(o.io_threads, 1);
+    if (o.max_inline_fast == 0) o.max_inline_fast = std::max<std::size_t>(o.io_threads - 1, 1);
     o.worker_threads = std::max<std::size_t>(o.worker_threads, 1);
     return o;
 }

@@ -111,6 +111,7 @@ struct ServerCore {
     boost::asio::ip::tcp::acceptor acceptor;   // used on its own strand only
     boost::asio::steady_timer accept_backoff;  // same strand as the acceptor
     std::optional<WorkerPool> pool;            // created by start()
+    std::atomic<std::size_t> inline_fast{0};   // fast-path handlers running on I/O threads now
     std::vector<std::thread> io_threads;
 
 private:

@@ -23,6 +23,12 @@ struct Route {
     std::string name;     // stable label for metrics, e.g. "keys.sign"
     Execution execution = Execution::worker;
     Handler handler;
+    // Optional, for worker routes: true when this request is known to finish in short, bounded
+    // time (a plain HSM signature, ~0.1 ms) so it may run on the I/O thread and skip two thread
+    // hand-offs. The server lets at most ServerOptions::max_inline_fast such handlers run at once
+    // (fewer than the I/O threads, so one stays free); beyond that the request goes to the workers.
+    // Must be cheap and must not block.
+    std::function<bool(const Request&)> fast_path{};
 };
 
 struct RouteMatch {
