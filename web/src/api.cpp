@@ -206,21 +206,23 @@ void add_key_routes(Router& r, const std::shared_ptr<Service>& svc) {
 bool plain_signature(const Request& req) {
     const std::string_view b = req.body;
     return b.find("nonce\"") == std::string_view::npos &&
-           b.find("watermark\"") == std::string_view::npos && b.find("\\u") == std::string_view::npos;
+           b.find("watermark\"") == std::string_view::npos &&
+           b.find("\\u") == std::string_view::npos;
 }
 
 void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::size_t batch_max) {
     r.add({"POST", "/v1/keys/{id}/sign", "keys.sign", Execution::worker,
-           authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
-               auto body = SIGNET_TRY(detail::parse_object(req));
-               Fields f(body);
-               const SignParams p = SIGNET_TRY(parse_sign(f, true));
-               SIGNET_TRY(f.done());
-               const auto& id = req.params.at("id");
-               auto out = signature_json(SIGNET_TRY(s.sign(c, id, p)), p.encoding);
-               out["key_id"] = id;
-               return json_response(200, out);
-           }),
+           authed(svc,
+                  [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+                      auto body = SIGNET_TRY(detail::parse_object(req));
+                      Fields f(body);
+                      const SignParams p = SIGNET_TRY(parse_sign(f, true));
+                      SIGNET_TRY(f.done());
+                      const auto& id = req.params.at("id");
+                      auto out = signature_json(SIGNET_TRY(s.sign(c, id, p)), p.encoding);
+                      out["key_id"] = id;
+                      return json_response(200, out);
+                  }),
            plain_signature});
     r.add({"POST", "/v1/keys/{id}/sign-batch", "keys.sign_batch", Execution::worker,
            authed(svc, [batch_max](Request& req, Service& s, const Caller& c) -> Result<Response> {
@@ -254,18 +256,20 @@ void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::siz
                                                       {"signatures", std::move(sigs)}});
            })});
     r.add({"POST", "/v1/keys/{id}/verify", "keys.verify", Execution::worker,
-           authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
-               auto body = SIGNET_TRY(detail::parse_object(req));
-               Fields f(body);
-               const SignParams p = SIGNET_TRY(parse_sign(f, false));
-               const auto sig_text = SIGNET_TRY(f.string("signature"));
-               if (!sig_text) return bad("'signature' is required");
-               const std::string fmt = SIGNET_TRY(f.string("signature_format")).value_or("hex");
-               const Bytes sig = SIGNET_TRY(decode_input(*sig_text, fmt, "signature"));
-               SIGNET_TRY(f.done());
-               const bool valid = SIGNET_TRY(s.verify(c, req.params.at("id"), p, sig));
-               return json_response(200, json::object{{"valid", valid}});
-           }),
+           authed(svc,
+                  [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+                      auto body = SIGNET_TRY(detail::parse_object(req));
+                      Fields f(body);
+                      const SignParams p = SIGNET_TRY(parse_sign(f, false));
+                      const auto sig_text = SIGNET_TRY(f.string("signature"));
+                      if (!sig_text) return bad("'signature' is required");
+                      const std::string fmt =
+                          SIGNET_TRY(f.string("signature_format")).value_or("hex");
+                      const Bytes sig = SIGNET_TRY(decode_input(*sig_text, fmt, "signature"));
+                      SIGNET_TRY(f.done());
+                      const bool valid = SIGNET_TRY(s.verify(c, req.params.at("id"), p, sig));
+                      return json_response(200, json::object{{"valid", valid}});
+                  }),
            [](const Request&) { return true; }});  // software verification: never blocks
     r.add({"POST", "/v1/keys/{id}/nonces", "keys.reserve_nonce", Execution::worker,
            authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {

@@ -199,7 +199,8 @@ private:
         if (match.route->execution == Execution::inline_) {
             return respond(server_.run_handler(*match.route, *req));
         }
-        if (match.route->fast_path && match.route->fast_path(*req) && try_inline(*match.route, *req)) {
+        if (match.route->fast_path && match.route->fast_path(*req) &&
+            try_inline(*match.route, *req)) {
             return;
         }
         submit(*match.route, std::move(*req));
