@@ -187,10 +187,12 @@ startup_breakdown() {
     [[ -n $t ]] && out+="$label $(secs $((t - start_ns))), "
   done <<'EOF'
 store+catalog loaded|event=opened
-signing token open|event=token_connected token="label 'signet'"
+HSM module loaded|event=hsm_module_loaded
+signing token open|event=signing_token_open
 TLS identity|component=tls event=identity_
 listening|event=listening
 self-test passed|component=appliance event=ready
+key handles cached|event=key_handles_cached
 EOF
   say "  start-up, s after exec (signetd's log): ${out%, }"
   say "  self-test per algorithm, ms: $(sed -n 's/.*event=self_test algorithm=\([^ ]*\).*elapsed_us=\([0-9]*\).*/\1 \2/p' "$daemon_log" |
@@ -223,10 +225,14 @@ first_sign() {
 
 # wrk_run NAME MODE CONNECTIONS DURATION: one wrk run of bench/sign.lua; sets r_* from its
 # SIGNET_RESULT line. Bounded by timeout(1) in case the server stops answering.
+# key_for MODE: nonce-bearing signatures need a key whose policy is "nonces": "envelope" (such a
+# key signs nothing but envelopes); the other modes use the plain key.
+key_for() { if [[ $1 == nonce ]]; then echo "$nonce_key_id"; else echo "$key_id"; fi; }
+
 wrk_run() {
   local name=$1 mode=$2 conns=$3 dur=$4 log=$work/wrk-$1.log line kv
   bg_run "$log" timeout -k 5 $((dur + 30)) wrk -t1 -c"$conns" -d"${dur}s" --timeout 10s --latency \
-    -s "$root/bench/sign.lua" "$base_url" -- "$mode" "$signer_token" "$key_id" 256 ||
+    -s "$root/bench/sign.lua" "$base_url" -- "$mode" "$signer_token" "$(key_for "$mode")" 256 ||
     { cat "$log" >&2; die "wrk ($name) failed"; }
   [[ $verbose == true ]] && sed 's/^/    /' "$log"
   line=$(sed -n 's/^SIGNET_RESULT //p' "$log")
@@ -290,23 +296,26 @@ if [[ ! -s $signer_token ]]; then
     jq -er .token >"$signer_token") || die "cannot create the signer client"
 fi
 key_id=$(sed -n 's/^key_id=//p' "$state" 2>/dev/null || true)
-if [[ -z $key_id ]]; then
+nonce_key_id=$(sed -n 's/^nonce_key_id=//p' "$state" 2>/dev/null || true)
+if [[ -z $key_id || -z $nonce_key_id ]]; then
   key_id=$(api POST /v1/keys "$admin_token" '{"algorithm":"ecdsa-p256","label":"bench-sign"}' | jq -er .id)
-  echo "key_id=$key_id" >"$state"
+  nonce_key_id=$(api POST /v1/keys "$admin_token" \
+    '{"algorithm":"ecdsa-p256","label":"bench-nonce","policy":{"nonces":"envelope"}}' | jq -er .id)
+  printf 'key_id=%s\nnonce_key_id=%s\n' "$key_id" "$nonce_key_id" >"$state"
 fi
 
 # Pre-flight: every mode answers 200 with the expected shape before anything is timed.
 digest=$(head -c32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 api POST "/v1/keys/$key_id/sign" "$signer_token" "{\"digest\":\"$digest\"}" | jq -e '.signature | length > 0' >/dev/null ||
   die "sign pre-flight: no signature"
-api POST "/v1/keys/$key_id/sign" "$signer_token" "{\"digest\":\"$digest\",\"nonce\":true}" | jq -e '.nonce >= 0' >/dev/null ||
+api POST "/v1/keys/$nonce_key_id/sign" "$signer_token" "{\"digest\":\"$digest\",\"nonce\":true}" | jq -e '.nonce >= 0' >/dev/null ||
   die "nonce pre-flight: no nonce in the answer"
 batch_body=$(jq -cn --arg d "$digest" '{digests: [range(256) | $d]}')
 [[ $(api POST "/v1/keys/$key_id/sign-batch" "$signer_token" "$batch_body" | jq '.signatures | length') == 256 ]] ||
   die "batch pre-flight: not 256 signatures"
 
 have=${store_keys0:-0}
-[[ $have -gt 0 ]] || have=1  # the benchmark key just created
+[[ $have -gt 0 ]] || have=2  # the two benchmark keys just created
 fill=$((keys - have))
 fill_rate="-"
 fill_failed=""

@@ -105,6 +105,13 @@ Result<SecretBuffer> read_secret_file(const std::filesystem::path& path) {
         return make_error(Errc::permission_denied,
                           "secret file '" + name + "' is not a regular file");
     }
+    if (st.st_uid != ::geteuid() && st.st_uid != 0) {
+        return make_error(Errc::permission_denied,
+                          "secret file '" + name + "' is owned by uid " +
+                              std::to_string(st.st_uid) +
+                              "; it must belong to the user reading it (uid " +
+                              std::to_string(::geteuid()) + ") or to root");
+    }
     if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
         char mode[8];
         std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));

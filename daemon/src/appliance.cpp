@@ -13,6 +13,7 @@
 #include "committer.hpp"
 #include "credentials.hpp"
 #include "nonce_authority.hpp"
+#include "signet/pkcs11/digest.hpp"
 #include "signet/pkcs11/public_key.hpp"
 #include "signet/pkcs11/self_test.hpp"
 #include "signet/web/api.hpp"
@@ -110,13 +111,17 @@ Result<std::optional<std::string>> ensure_setup_token(const Config& c, Catalog& 
         SIGNET_TRY(AuditLog::append(txn, {"system", "setup.token_issued", "", "ok", "{}"}, ts));
         return ok();
     }));
+    // Created 0600 (no process-wide umask games with other threads running), never through a
+    // symlink, and re-restricted if it existed with another mode.
     const auto file = c.setup_token_path();
-    {
-        const mode_t old = ::umask(077);
-        std::ofstream out(file, std::ios::trunc);
-        out << token << "\n";
-        ::umask(old);
-    }
+    const int fd =
+        ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return make_error(Errc::io_error, "cannot write " + file.string());
+    const std::string line = token + "\n";
+    const bool written = ::fchmod(fd, 0600) == 0 &&
+                         ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    ::close(fd);
+    if (!written) return make_error(Errc::io_error, "cannot write " + file.string());
     hash_out = hash;
     return std::optional<std::string>{token};
 }
@@ -134,18 +139,39 @@ void Appliance::run_background(Parts& p, std::shared_ptr<const Clock> clock) {
     p.logger->log(report.passed() ? LogLevel::info : LogLevel::error, "appliance",
                   report.passed() ? "ready" : "self_test_failed",
                   {{"self_test", report.summary()}});
+    bool generated = false;
     auto audit_key =
-        p.keys->find_or_generate_internal(kAuditKeyName, pkcs11::Algorithm::ecdsa_p256);
-    if (!audit_key) {
-        p.logger->log(LogLevel::error, "appliance", "audit_key_unavailable",
-                      {{"error", audit_key.error().message()}});
+        p.keys->find_or_generate_internal(kAuditKeyName, pkcs11::Algorithm::ecdsa_p256, &generated);
+    auto reader =
+        audit_key ? Db::open(p.config.database_path(), false) : Result<Db>(audit_key.error());
+    if (!audit_key || !reader) {
+        p.logger->log(LogLevel::error, "appliance", "audit_checkpoints_unavailable",
+                      {{"error", (audit_key ? reader.error() : audit_key.error()).message()}});
     } else {
+        const std::string fingerprint = hex_encode(pkcs11::sha256(audit_key->spki_der));
+        if (generated) {
+            // A new audit key is itself a security event (it signs every later checkpoint).
+            auto r = p.committer->submit([&](Db& txn) -> Result<void> {
+                SIGNET_TRY(AuditLog::append(txn,
+                                            {"system", "audit.key_created", audit_key->id, "ok",
+                                             "{\"spki_sha256\":\"" + fingerprint + "\"}"},
+                                            format_rfc3339(clock->wall())));
+                return ok();
+            });
+            if (!r) {
+                p.logger->log(LogLevel::error, "appliance", "audit_failed",
+                              {{"error", r.error().message()}});
+            }
+        }
+        p.logger->log(LogLevel::info, "appliance", "audit_key",
+                      {{"spki_sha256", fingerprint}, {"created", generated ? "yes" : "no"}});
         write_public_pem(p.config.data_dir / "audit-key.pem", audit_key->spki_der);
         p.service->set_audit_key(audit_key->spki_der);
         const std::lock_guard lock(p.mu);
         if (!p.stopped) {
             p.checkpointer = std::make_unique<AuditCheckpointer>(
-                p.keys, *audit_key, p.committer, clock, p.logger, std::chrono::seconds(10));
+                p.keys, *audit_key, std::move(reader).value(), p.committer, clock, p.logger,
+                std::chrono::seconds(10));
         }
     }
     std::vector<pkcs11::KeyHint> hints;
@@ -181,7 +207,7 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     p.committer = std::make_shared<Committer>(std::move(writer).value(), logger);
     auto catalog = std::make_shared<Catalog>();
     SIGNET_TRY(catalog->load(*reader));
-    auto nonces = std::make_shared<LocalNonceAuthority>(p.committer, clock);
+    auto nonces = std::make_shared<LocalNonceAuthority>(p.committer, clock, logger);
     SIGNET_TRY(nonces->load(*reader));
     auto watermarks = std::make_shared<LocalWatermarkGuard>();
     SIGNET_TRY(watermarks->load(*reader));
@@ -190,12 +216,21 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
         {{"path", c.database_path().string()}, {"schema", schema}, {"keys", catalog->key_count()}});
 
     // HSM.
+    // Timed: with a software HSM, loading the module (every token object) dominates start-up.
+    auto since = [t = std::chrono::steady_clock::now()] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - t)
+            .count();
+    };
     p.module = SIGNET_TRY(pkcs11::Module::load(c.module, logger));
+    logger->log(LogLevel::info, "appliance", "hsm_module_loaded",
+                {{"module", c.module}, {"ms", since()}});
     auto pin = read_secret_file(c.pin_file);
     if (!pin) return pin.error().within("read the HSM PIN");
     auto token = pkcs11::Token::open(p.module, {c.token_label, c.token_serial},
                                      std::move(pin).value(), {.max_sessions = c.max_sessions});
     if (!token) return token.error().within("open the signing token");
+    logger->log(LogLevel::info, "appliance", "signing_token_open", {{"ms", since()}});
     p.keys = std::make_shared<pkcs11::KeyStore>(*token);
 
     // TLS identity (separate token).

@@ -32,21 +32,37 @@ public:
     [[nodiscard]] static Result<std::uint64_t> append(Db& db, const AuditEntry& e,
                                                       const std::string& ts);
 
-    // Recomputes the chain from the first record and stops at the first record whose sequence, link
-    // or hash is wrong; then checks every checkpoint's signature and that the record it covers is
-    // present with that hash. With `pinned_spki`, the newest checkpoint must be signed by that key
-    // (the live HSM audit key, or one an operator pinned).
-    [[nodiscard]] static Result<web::AuditVerification> verify(
-        Db& db, const std::optional<Bytes>& pinned_spki = std::nullopt);
+    struct VerifyOptions {
+        // The newest checkpoint must be signed by this key (the live HSM audit key, or one an
+        // operator pinned); with it, a log that has records but no checkpoint fails.
+        std::optional<Bytes> pinned_spki;
+        // (seq, hash) of the newest checkpoint as recorded in the HSM (AuditCheckpointer): the
+        // database must still hold a checkpoint at or after it, with that record unchanged.
+        std::optional<std::pair<std::uint64_t, Bytes>> anchor;
+        // `anchor` is what the HSM holds (online): without one, the HSM never recorded a
+        // checkpoint, so a young log without checkpoints is expected rather than truncated.
+        bool anchor_from_hsm = false;
+    };
+
+    // In one read snapshot: recomputes the chain from the first record and stops at the first
+    // record whose sequence, link or hash is wrong; then checks that every checkpoint is signed,
+    // links to the previous checkpoint, and covers a record that is present with that hash.
+    [[nodiscard]] static Result<web::AuditVerification> verify(Db& db, const VerifyOptions& o);
+    [[nodiscard]] static Result<web::AuditVerification> verify(Db& db);  // no options
 
     // The newest record (seq, hash), if any.
     [[nodiscard]] static Result<std::optional<std::pair<std::uint64_t, Bytes>>> head(Db& db);
-    // What a checkpoint signs: "signet.audit.checkpoint.v1" || 0x00 || u64be(seq) || hash.
-    [[nodiscard]] static Bytes checkpoint_message(std::uint64_t seq, ByteView hash);
+    // The newest checkpoint (seq, hash), if any.
+    [[nodiscard]] static Result<std::optional<std::pair<std::uint64_t, Bytes>>> newest_checkpoint(
+        Db& db);
+    // What a checkpoint signs: "signet.audit.checkpoint.v1" || 0x00 || u64be(seq) || hash ||
+    // u64be(previous checkpoint's seq, 0 if none) || its hash (32 zero bytes if none) || ts.
+    [[nodiscard]] static Bytes checkpoint_message(std::uint64_t seq, ByteView hash,
+                                                  std::uint64_t prev_seq, ByteView prev_hash,
+                                                  const std::string& ts);
     [[nodiscard]] static Result<void> stage_checkpoint(Db& txn, std::uint64_t seq, ByteView hash,
                                                        ByteView key_spki, ByteView signature,
                                                        const std::string& ts);
-    [[nodiscard]] static Result<std::uint64_t> last_checkpoint(Db& db);  // 0: none
 
     // Records with seq > after_seq, oldest first, at most `limit`.
     [[nodiscard]] static Result<std::vector<web::AuditRecord>> tail(Db& db, std::uint64_t after_seq,

@@ -1,5 +1,8 @@
 #include "committer.hpp"
 
+#include <algorithm>
+#include <optional>
+
 namespace signet::daemon {
 
 Committer::Committer(Db db, std::shared_ptr<Logger> logger, std::size_t max_batch)
@@ -57,34 +60,73 @@ void Committer::loop() {
     }
 }
 
+namespace {
+
+void run_all(std::vector<std::function<void()>>& hooks, bool reverse) {
+    if (reverse) std::ranges::reverse(hooks);
+    for (auto& h : hooks) h();
+    hooks.clear();
+}
+
+// A work that throws is a bug; it must not take the writer thread (and every waiter) with it.
+Result<void> run_work(const Committer::Work& work, Db& db) {
+    try {
+        return work(db);
+    } catch (const std::exception& e) {
+        return make_error(Errc::internal, std::string("store work threw: ") + e.what());
+    }
+}
+
+}  // namespace
+
 void Committer::run_batch(std::deque<Item>& batch) {
     std::vector<Result<void>> results;
+    std::vector<TxnHooks> hooks(batch.size());
     results.reserve(batch.size());
     auto begin = db_.exec("BEGIN IMMEDIATE");
     if (!begin) {
         for (Item& it : batch) it.done.set_value(begin.error().within("begin transaction"));
         return;
     }
-    for (Item& it : batch) {
+    std::optional<Error> aborted;  // SQLite rolled the whole transaction back by itself
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        if (aborted) {
+            results.push_back(*aborted);
+            continue;
+        }
         auto sp = db_.exec("SAVEPOINT work");
-        Result<void> r = sp ? it.work(db_) : Result<void>(sp.error());
+        db_.set_hooks(&hooks[i]);
+        Result<void> r = sp ? run_work(batch[i].work, db_) : Result<void>(sp.error());
+        db_.set_hooks(nullptr);
         if (r) {
             r = db_.exec("RELEASE work");
+        } else if (sqlite3_get_autocommit(db_.handle())) {
+            // FULL, IOERR, NOMEM, ...: SQLite already rolled back everything, including the work
+            // before this one. Nothing of the batch is durable; say so to every item.
+            aborted = r.error().within("transaction rolled back by SQLite");
         } else {
             (void)db_.exec("ROLLBACK TO work");
             (void)db_.exec("RELEASE work");
+            run_all(hooks[i].on_rollback, true);
+            hooks[i].on_commit.clear();
         }
         results.push_back(std::move(r));
     }
-    auto commit = db_.exec("COMMIT");
+    Result<void> commit = aborted ? Result<void>(*aborted) : db_.exec("COMMIT");
     if (!commit) {
-        (void)db_.exec("ROLLBACK");
+        if (!sqlite3_get_autocommit(db_.handle())) (void)db_.exec("ROLLBACK");
         logger_->log(LogLevel::error, "store", "commit_failed",
                      {{"items", batch.size()}, {"error", commit.error().message()}});
     }
     ++transactions_;
     items_ += batch.size();
     for (std::size_t i = 0; i < batch.size(); ++i) {
+        // In-memory state follows the outcome before any waiter can observe it.
+        if (commit) {
+            run_all(hooks[i].on_commit, false);
+        } else {
+            run_all(hooks[i].on_rollback, true);
+        }
         Result<void> r =
             commit ? std::move(results[i]) : Result<void>(commit.error().within("commit"));
         if (!batch[i].wait && !r) {

@@ -264,6 +264,19 @@ Result<void> validate(const Config& c) {
                    "allow_plain_http = true (listen is " +
                        c.listen_address + ")");
     }
+    if (!c.identity_token_label.empty() && c.identity_token_label == c.token_label) {
+        return bad("config",
+                   "[tls] identity_token_label must name a token other than [hsm] token_label "
+                   "(libp11 cannot use a token holding Ed25519 keys, and key ceremonies log the "
+                   "signing token out)");
+    }
+    if (c.listen_address.empty()) return bad("config", "[server] listen needs an address");
+    if (c.request_timeout.count() <= 0) {
+        return bad("config", "[server] request_timeout_ms must be positive");
+    }
+    if (c.shutdown_grace.count() <= 0) {
+        return bad("config", "[server] shutdown_grace_ms must be positive");
+    }
     if (c.io_threads == 0 || c.worker_threads == 0 || c.queue_limit == 0 ||
         c.max_connections == 0 || c.max_sessions == 0 || c.batch_max == 0 ||
         c.max_body_bytes < 1024 || c.max_header_bytes < 1024) {

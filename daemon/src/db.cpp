@@ -160,6 +160,18 @@ Result<void> Db::exec(std::string_view sql) {
     return ok();
 }
 
+void Db::on_commit(std::function<void()> f) {
+    if (hooks_) {
+        hooks_->on_commit.push_back(std::move(f));
+    } else {
+        f();
+    }
+}
+
+void Db::on_rollback(std::function<void()> f) {
+    if (hooks_) hooks_->on_rollback.push_back(std::move(f));
+}
+
 std::int64_t Db::changes() const noexcept { return sqlite3_changes64(db_.get()); }
 
 Statement& Statement::bind(int i, std::int64_t v) {

@@ -6,11 +6,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "signet/core/bytes.hpp"
 #include "signet/core/result.hpp"
@@ -85,6 +87,12 @@ private:
     Statement* s_;
 };
 
+// Callbacks of one piece of Committer work (see Db::on_commit / on_rollback).
+struct TxnHooks {
+    std::vector<std::function<void()>> on_commit;
+    std::vector<std::function<void()>> on_rollback;
+};
+
 // One connection. Not thread-safe: each owner uses it from one thread at a time.
 class Db {
 public:
@@ -100,11 +108,20 @@ public:
     // Rows changed by the last statement.
     [[nodiscard]] std::int64_t changes() const noexcept;
     [[nodiscard]] sqlite3* handle() const noexcept { return db_.get(); }
+
+    // Inside a Committer work: `f` runs after the transaction holding the work commits, or after
+    // the work's changes are rolled back (its savepoint, or the whole transaction). Lets in-memory
+    // state follow exactly what became durable. Outside a Committer work, on_commit runs `f` at
+    // once and on_rollback drops it (autocommit).
+    void on_commit(std::function<void()> f);
+    void on_rollback(std::function<void()> f);
+    void set_hooks(TxnHooks* hooks) noexcept { hooks_ = hooks; }  // the Committer's business
     [[nodiscard]] Error error(int rc, std::string_view what) const;
 
 private:
     explicit Db(DbPtr db) : db_(std::move(db)) {}
     DbPtr db_;
+    TxnHooks* hooks_ = nullptr;
     // Declared after db_: statements are finalized before the connection closes.
     std::map<std::string, std::unique_ptr<Statement>, std::less<>> cache_;
 };

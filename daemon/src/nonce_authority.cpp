@@ -27,8 +27,9 @@ private:
 };
 
 LocalNonceAuthority::LocalNonceAuthority(std::shared_ptr<Committer> committer,
-                                         std::shared_ptr<const Clock> clock)
-    : committer_(std::move(committer)), clock_(std::move(clock)) {}
+                                         std::shared_ptr<const Clock> clock,
+                                         std::shared_ptr<Logger> logger)
+    : committer_(std::move(committer)), clock_(std::move(clock)), logger_(std::move(logger)) {}
 
 std::shared_ptr<LocalNonceAuthority::KeyCounter> LocalNonceAuthority::counter(
     const std::string& key_id) {
@@ -91,58 +92,57 @@ Result<void> LocalNonceAuthority::stage_high_water(Db& txn, const std::string& k
 
 Result<void> LocalNonceAuthority::stage_release(Db& txn, const NonceTicket& t) {
     auto c = counter(t.key_id);
-    std::vector<std::uint64_t> lower;
-    bool had_row = false;
+    std::vector<std::uint64_t> lower;  // outstanding values below t that need a pending row
     {
         const std::lock_guard lock(c->mu);
-        // Resolved now (not after commit) so a later release in the same batch does not mark it
-        // pending. If the commit fails, finish() burns it.
-        c->outstanding.erase(t.value);
-        had_row = c->pending_rows.erase(t.value) > 0;
+        c->staged.insert(t.value);
         for (const std::uint64_t v : c->outstanding) {
             if (v >= t.value) break;
-            if (c->pending_rows.insert(v).second) lower.push_back(v);
+            // A value released in this same transaction needs no row; nor one that has it.
+            if (c->staged.contains(v) || c->rows.contains(v) || c->rows_txn.contains(v)) continue;
+            lower.push_back(v);
         }
+        c->rows_txn.insert(lower.begin(), lower.end());
     }
+    txn.on_rollback([c, t, lower] {
+        const std::lock_guard lock(c->mu);
+        c->staged.erase(t.value);
+        for (const std::uint64_t v : lower) c->rows_txn.erase(v);
+    });
+    txn.on_commit([c, t, lower] {
+        const std::lock_guard lock(c->mu);
+        for (const std::uint64_t v : lower) {
+            c->rows_txn.erase(v);
+            c->rows.insert(v);
+        }
+        c->rows.erase(t.value);
+        c->staged.erase(t.value);
+        c->outstanding.erase(t.value);
+        c->durable = std::max(c->durable, t.value);
+    });
     for (const std::uint64_t v : lower) {
         auto ins = SIGNET_TRY(
             txn.cached("INSERT OR IGNORE INTO nonce_pending (key_id, value) VALUES (?, ?)"));
         ins->bind(1, t.key_id).bind(2, v);
         SIGNET_TRY(ins->run());
     }
-    if (had_row) {
-        auto del =
-            SIGNET_TRY(txn.cached("DELETE FROM nonce_pending WHERE key_id = ? AND value = ?"));
-        del->bind(1, t.key_id).bind(2, t.value);
-        SIGNET_TRY(del->run());
-    }
+    auto del = SIGNET_TRY(txn.cached("DELETE FROM nonce_pending WHERE key_id = ? AND value = ?"));
+    del->bind(1, t.key_id).bind(2, t.value);
+    SIGNET_TRY(del->run());
     return stage_high_water(txn, t.key_id, t.value);
 }
 
 void LocalNonceAuthority::finish(const NonceTicket& t, bool committed) {
-    auto c = counter(t.key_id);
-    if (committed) {
-        const std::lock_guard lock(c->mu);
-        c->durable = std::max(c->durable, t.value);
-        return;
-    }
-    {
-        // The pending rows staged with it may not exist: forget them so they are written again.
-        const std::lock_guard lock(c->mu);
-        c->pending_rows.clear();
-    }
-    burn(t, "the release could not be made durable");
+    // A committed release was recorded by its commit hook; one that did not commit is burnt.
+    if (!committed) burn(t, "the release could not be made durable");
 }
 
 void LocalNonceAuthority::burn(const NonceTicket& t, const std::string& reason) {
     auto c = counter(t.key_id);
-    {
-        const std::lock_guard lock(c->mu);
-        c->outstanding.erase(t.value);
-        c->pending_rows.erase(t.value);
-    }
     const std::string ts = format_rfc3339(clock_->wall());
-    committer_->post([c, t, reason, ts](Db& txn) -> Result<void> {
+    // The value stays outstanding until its gap record is durable: until then, any higher value
+    // made durable also writes a pending row for it, so a crash still reports it as a gap.
+    auto r = committer_->submit([&](Db& txn) -> Result<void> {
         auto del =
             SIGNET_TRY(txn.cached("DELETE FROM nonce_pending WHERE key_id = ? AND value = ?"));
         del->bind(1, t.key_id).bind(2, t.value);
@@ -153,10 +153,20 @@ void LocalNonceAuthority::burn(const NonceTicket& t, const std::string& reason) 
                                      R"({"nonce":)" + std::to_string(t.value) + R"(,"reason":")" +
                                          json_escape(reason) + "\"}"},
                                     ts));
-        const std::lock_guard lock(c->mu);
-        c->durable = std::max(c->durable, t.value);
+        txn.on_commit([c, t] {
+            const std::lock_guard lock(c->mu);
+            c->outstanding.erase(t.value);
+            c->rows.erase(t.value);
+            c->durable = std::max(c->durable, t.value);
+        });
         return ok();
     });
+    if (!r) {
+        // Still outstanding: never reissued (allocation only moves up), and recorded as a gap by
+        // the next durable release's pending row or at restart.
+        logger_->log(LogLevel::error, "nonces", "gap_record_deferred",
+                     {{"key", t.key_id}, {"nonce", t.value}, {"error", r.error().message()}});
+    }
 }
 
 Result<std::uint64_t> LocalNonceAuthority::reserve(const std::string& key_id,

@@ -24,6 +24,7 @@
 #include "committer.hpp"
 #include "db.hpp"
 #include "signet/core/clock.hpp"
+#include "signet/core/logger.hpp"
 #include "signet/web/service.hpp"
 
 namespace signet::daemon {
@@ -75,13 +76,16 @@ public:
 };
 
 // Standalone: counters in SQLite, allocation in memory, release made durable by the caller's group
-// commit. Values allocated but not released when a higher value became durable are written to
-// nonce_pending in that same transaction, so after a crash every unreleased value below the durable
-// high-water mark is found and audited as a gap; values above it were never released and may be
-// handed out again (they never existed outside this process).
+// commit. When a value becomes durable while lower values are still in flight, rows for those lower
+// values are written to nonce_pending in the same transaction; a value's own row is deleted when it
+// is released or burnt. After a crash every row left is an unreleased value below the durable
+// high-water mark: load() audits each as a gap. Values above the mark were never released and may
+// be handed out again (they never existed outside this process). In-memory bookkeeping changes only
+// through the transaction's commit/rollback hooks, so it always matches what is durable.
 class LocalNonceAuthority final : public NonceAuthority {
 public:
-    LocalNonceAuthority(std::shared_ptr<Committer> committer, std::shared_ptr<const Clock> clock);
+    LocalNonceAuthority(std::shared_ptr<Committer> committer, std::shared_ptr<const Clock> clock,
+                        std::shared_ptr<Logger> logger = null_logger());
 
     // Loads counters and reservations; audits and clears crash gaps left in nonce_pending.
     [[nodiscard]] Result<void> load(Db& reader);
@@ -101,11 +105,14 @@ public:
 private:
     struct KeyCounter {
         std::mutex mu;
-        std::uint64_t last_allocated = 0;     // guarded by mu
-        std::uint64_t durable = 0;            // highest value durable in `counters`; guarded by mu
-        std::set<std::uint64_t> outstanding;  // allocated, not yet released/burnt; guarded by mu
+        std::uint64_t last_allocated = 0;  // guarded by mu
+        std::uint64_t durable = 0;         // highest value durable in `counters`; guarded by mu
         std::set<std::uint64_t>
-            pending_rows;  // outstanding values written to nonce_pending; guarded by mu
+            outstanding;  // allocated, not yet durably released or burnt; guarded by mu
+        std::set<std::uint64_t>
+            staged;                    // outstanding values in the open transaction; guarded by mu
+        std::set<std::uint64_t> rows;  // values with a committed nonce_pending row; guarded by mu
+        std::set<std::uint64_t> rows_txn;  // rows written by the open transaction; guarded by mu
         std::map<std::uint64_t, std::string> reserved;  // value -> owner; guarded by mu
         std::set<std::uint64_t> claimed;  // reserved values in use by a request; guarded by mu
     };
@@ -115,6 +122,7 @@ private:
 
     std::shared_ptr<Committer> committer_;
     std::shared_ptr<const Clock> clock_;
+    std::shared_ptr<Logger> logger_;
     std::mutex mu_;
     std::unordered_map<std::string, std::shared_ptr<KeyCounter>> counters_;  // guarded by mu_
 };

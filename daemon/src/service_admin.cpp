@@ -1,13 +1,17 @@
 // SigningService: first-run setup, keys, clients and the audit log.
 #include <openssl/crypto.h>
 
+#include <boost/json/serialize.hpp>
+
 #include <algorithm>
 #include <cctype>
 
+#include "audit_checkpointer.hpp"
 #include "audit_log.hpp"
 #include "credentials.hpp"
 #include "signet/core/json.hpp"
 #include "signet/pkcs11/public_key.hpp"
+#include "signet/web/json_codec.hpp"
 #include "signing_service.hpp"
 
 namespace signet::daemon {
@@ -185,14 +189,24 @@ Result<web::KeyDescription> SigningService::set_policy(const Caller& c, const st
     SIGNET_TRY(require_role(c, {Role::admin}, "change key policies"));
     const auto key = d_.catalog->key(id);
     if (!key) return denied(Errc::not_found, "no key '" + id + "'");
+    if (p.nonces != key->policy.nonces) {
+        // A key's nonce guarantee depends on it never having signed anything else.
+        return denied(Errc::conflict, "a key's nonce mode is fixed when it is created (key " + id +
+                                          " uses \"" +
+                                          std::string(web::to_string(key->policy.nonces)) + "\")");
+    }
     for (const auto& cid : p.clients) {
-        if (!d_.catalog->client(cid))
+        if (!d_.catalog->client(cid)) {
             return denied(Errc::unprocessable, "policy names unknown client '" + cid + "'");
+        }
     }
     KeyRecord rec = *key;
     rec.policy = p;
-    SIGNET_TRY(commit_with_audit([&](Db& txn) { return Catalog::stage_put_key(txn, rec); },
-                                 {c.client_id, "key.policy", id, "ok", "{}"}));
+    SIGNET_TRY(commit_with_audit(
+        [&](Db& txn) { return Catalog::stage_put_key(txn, rec); },
+        {c.client_id, "key.policy", id, "ok",
+         "{\"before\":" + boost::json::serialize(web::policy_to_json(key->policy)) +
+             ",\"after\":" + boost::json::serialize(web::policy_to_json(p)) + "}"}));
     d_.catalog->apply_put_key(rec);
     return describe(rec);
 }
@@ -259,16 +273,22 @@ Result<void> SigningService::revoke_client(const Caller& c, const std::string& i
     auto rec = d_.catalog->client(id);
     if (!rec) return denied(Errc::not_found, "no client '" + id + "'");
     if (!rec->active) return ok();
-    if (rec->role == Role::admin) {
-        const auto all = d_.catalog->clients();
-        const auto admins = std::ranges::count_if(
-            all, [](const ClientRecord& r) { return r.active && r.role == Role::admin; });
-        if (admins <= 1) return denied(Errc::conflict, "cannot revoke the last active admin");
-    }
     rec->active = false;
     rec->revoked_at = now();
-    SIGNET_TRY(commit_with_audit([&](Db& txn) { return Catalog::stage_put_client(txn, *rec); },
-                                 {c.client_id, "client.revoke", id, "ok", "{}"}));
+    SIGNET_TRY(commit_with_audit(
+        [&](Db& txn) -> Result<void> {
+            SIGNET_TRY(Catalog::stage_put_client(txn, *rec));
+            if (rec->role != Role::admin) return ok();
+            // Checked inside the writer's transaction: two admins revoking each other at once
+            // cannot both pass it.
+            auto st = SIGNET_TRY(txn.cached(
+                "SELECT COUNT(*) FROM clients WHERE role = 'admin' AND state = 'active'"));
+            SIGNET_TRY(st->step());
+            if (st->int64(0) == 0)
+                return denied(Errc::conflict, "cannot revoke the last active admin");
+            return ok();
+        },
+        {c.client_id, "client.revoke", id, "ok", "{}"}));
     d_.catalog->apply_put_client(std::move(*rec));
     return ok();
 }
@@ -283,8 +303,20 @@ Result<std::vector<web::AuditRecord>> SigningService::audit_tail(const Caller& c
 
 Result<web::AuditVerification> SigningService::audit_verify(const Caller& c) {
     SIGNET_TRY(require_role(c, {Role::admin, Role::auditor}, "verify the audit log"));
+    AuditLog::VerifyOptions o;
+    {
+        const std::lock_guard lock(reader_mu_);
+        o.pinned_spki = audit_key_spki_;
+    }
+    if (o.pinned_spki) {
+        // The newest checkpoint as the HSM recorded it: a database writer cannot roll it back.
+        auto anchor = d_.keys->read_internal_data(kAuditAnchorName);
+        if (!anchor) return anchor.error().within("read the audit anchor from the HSM");
+        o.anchor = parse_audit_anchor(*anchor);
+        o.anchor_from_hsm = true;
+    }
     const std::lock_guard lock(reader_mu_);
-    return AuditLog::verify(*d_.reader, audit_key_spki_);
+    return AuditLog::verify(*d_.reader, o);
 }
 
 void SigningService::set_audit_key(Bytes spki) {

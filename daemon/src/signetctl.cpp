@@ -18,6 +18,7 @@
 #include "audit_log.hpp"
 #include "config.hpp"
 #include "db.hpp"
+#include "sanitizer_defaults.hpp"
 #include "signet/core/secret_buffer.hpp"
 #include "signet/pkcs11/public_key.hpp"
 #include "signet/pkcs11/token.hpp"
@@ -43,7 +44,8 @@ Commands:
        [--identity-token L] [--listen ADDR:PORT]      check the HSM login, write a config
   setup (--setup-token T | --setup-token-file F) --name NAME [--save-token FILE]
   health
-  keys create --algorithm A --label L [--replicable] [--nonce-required] [--watermark-required]
+  keys create --algorithm A --label L [--replicable] [--nonces none|envelope|reserved]
+              [--watermark-required]
               [--rate PER_SECOND] [--burst N] [--client ID]...
   keys list | keys show ID | keys disable ID | keys destroy ID
   sign KEY (--digest HEX | --message TEXT) [--encoding der|raw|eth] [--hash sha256|keccak256]
@@ -66,8 +68,7 @@ struct Args {
     [[nodiscard]] bool flag(const std::string& k) const { return opts.count(k) > 0; }
 };
 
-const std::set<std::string> kFlags = {"--replicable", "--nonce-required", "--watermark-required",
-                                      "--nonce"};
+const std::set<std::string> kFlags = {"--replicable", "--watermark-required", "--nonce"};
 
 Args parse_args(int argc, char** argv) {
     Args a;
@@ -235,7 +236,7 @@ int cmd_keys(const Args& a) {
         for (auto [it, end] = a.opts.equal_range("--client"); it != end; ++it)
             clients.emplace_back(it->second);
         policy["clients"] = clients;
-        policy["nonce_required"] = a.flag("--nonce-required");
+        policy["nonces"] = a.get("--nonces").value_or("none");
         policy["watermark_required"] = a.flag("--watermark-required");
         if (auto r = a.get("--rate")) {
             policy["rate_limit"] =
@@ -323,7 +324,7 @@ int cmd_audit(const Args& a) {
             if (!spki) die("--audit-key " + *key + ": " + spki.error().message());
             pinned = std::move(spki).value();
         }
-        auto v = signet::daemon::AuditLog::verify(*db, pinned);
+        auto v = signet::daemon::AuditLog::verify(*db, {pinned, std::nullopt});
         if (!v) die(v.error().message());
         if (!v->ok) {
             std::printf("audit log BROKEN at record %llu: %s\n",

@@ -16,6 +16,7 @@
 
 #include "appliance.hpp"
 #include "config.hpp"
+#include "sanitizer_defaults.hpp"
 
 namespace {
 

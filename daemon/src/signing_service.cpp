@@ -168,6 +168,11 @@ Result<Caller> SigningService::authenticate(const web::Credentials& cred) {
             why = "API token and client certificate belong to different clients";
         }
     }
+    if (client && client->cert_sha256 && !cred.cert_sha256) {
+        // A client registered with a certificate must present it: its token alone is not enough.
+        client.reset();
+        why = "this client must present its registered TLS client certificate";
+    }
     if (!cred.token && !cred.cert_sha256) why = "no credentials (Authorization: Bearer sgt_...)";
     if (client && !client->active) {
         why = "client " + client->id + " is revoked";
@@ -175,8 +180,22 @@ Result<Caller> SigningService::authenticate(const web::Credentials& cred) {
     }
     if (!client) {
         denials_.with({"unauthenticated"}).inc();
-        // Durable before the response: every authentication failure reaches the audit log.
-        auto audited = audit_now({"anonymous@" + cred.remote, "auth.failure", "", "denied",
+        // Every authentication failure reaches the audit log. The first from an address in a
+        // minute is durable before the response; the rest are counted and written with the
+        // minute's tally, so a flood of bad tokens cannot force an fsync per request.
+        const std::string ip = cred.remote.substr(0, cred.remote.rfind(':'));
+        const std::string actor = "anonymous@" + ip;
+        bool first = false;
+        {
+            const std::lock_guard lock(tally_mu_);
+            first = auth_failures_seen_.size() < kMaxAuthFailureSources &&
+                    auth_failures_seen_.insert({ip, minute_now()}).second;
+        }
+        if (!first) {
+            tally_event(actor, "auth.failure", "", why);
+            return denied(Errc::unauthenticated, why);
+        }
+        auto audited = audit_now({actor, "auth.failure", "", "denied",
                                   "{\"reason\":" + json_quote(why) +
                                       ",\"request_id\":" + json_quote(cred.request_id) + "}"});
         if (!audited) return audited.error().within("audit authentication failure");
@@ -192,26 +211,59 @@ Result<std::shared_ptr<const KeyRecord>> SigningService::usable_key(const Caller
     if (!key) return denied(Errc::not_found, "no key '" + id + "'");
     const bool use = operation == "sign" || operation == "reserve";
     if (use && c.role != Role::signer) {
-        denials_.with({"forbidden"}).inc();
-        return denied(Errc::forbidden, "role " + std::string(web::to_string(c.role)) + " may not " +
-                                           std::string(operation) + "; use a signer client");
+        return refuse(
+            c, id, "forbidden",
+            denied(Errc::forbidden, "role " + std::string(web::to_string(c.role)) + " may not " +
+                                        std::string(operation) + "; use a signer client"));
     }
     if (c.role == Role::signer) {
         const auto& allowed = key->policy.clients;
         if (!allowed.empty() && std::ranges::find(allowed, c.client_id) == allowed.end()) {
-            denials_.with({"policy"}).inc();
-            return denied(Errc::policy_denied,
-                          "key " + id + "'s policy does not allow client " + c.client_id);
+            return refuse(c, id, "policy",
+                          denied(Errc::policy_denied,
+                                 "key " + id + "'s policy does not allow client " + c.client_id));
         }
         const auto& ops = key->policy.operations;
         if (operation != "read" && std::ranges::find(ops, operation) == ops.end()) {
-            denials_.with({"policy"}).inc();
-            return denied(Errc::policy_denied, "key " + id + "'s policy does not allow '" +
-                                                   std::string(operation) + "'");
+            return refuse(c, id, "policy",
+                          denied(Errc::policy_denied, "key " + id + "'s policy does not allow '" +
+                                                          std::string(operation) + "'"));
         }
     }
     if (use && !key->active) return denied(Errc::key_disabled, "key " + id + " is disabled");
     return key;
+}
+
+Result<void> SigningService::check_nonce_mode(const Caller& c, const KeyRecord& key,
+                                              const web::SignParams& p) {
+    const std::string mode(web::to_string(key.policy.nonces));
+    auto no = [&](std::string why) -> Result<void> {
+        return refuse(
+            c, key.id, "policy",
+            denied(Errc::policy_denied, "key " + key.id + " (policy nonces: " + mode + ") " + why));
+    };
+    switch (key.policy.nonces) {
+        case web::NonceMode::none:
+            if (p.assign_nonce || p.reserved_nonce) return no("signs without nonces");
+            break;
+        case web::NonceMode::envelope:
+            // Anything but an appliance-built envelope could be a client's forgery of one.
+            if (!p.assign_nonce) return no("signs only nonce envelopes: send \"nonce\": true");
+            break;
+        case web::NonceMode::reserved:
+            if (!p.reserved_nonce) {
+                return no("signs only with a reserved nonce (POST /v1/keys/" + key.id + "/nonces)");
+            }
+            break;
+    }
+    return ok();
+}
+
+Error SigningService::refuse(const Caller& c, const std::string& subject, std::string_view reason,
+                             Error e) {
+    denials_.with({std::string(reason)}).inc();
+    tally_event(c.client_id, "access.denied", subject, std::string(reason) + ": " + e.message());
+    return e;
 }
 
 Result<web::SignResult> SigningService::sign(const Caller& c, const std::string& key_id,
@@ -223,31 +275,28 @@ Result<web::SignResult> SigningService::sign(const Caller& c, const std::string&
         return denied(Errc::bad_request,
                       "send either \"nonce\": true or \"reserved_nonce\", not both");
     }
-    const bool with_nonce = p.assign_nonce || p.reserved_nonce.has_value();
-    if (key->policy.nonce_required && !with_nonce) {
-        denials_.with({"policy"}).inc();
-        return denied(Errc::policy_denied,
-                      "key " + key_id + " requires a nonce on every signature");
-    }
+    SIGNET_TRY(check_nonce_mode(c, *key, p));
     if (key->policy.watermark_required && !p.watermark) {
-        denials_.with({"policy"}).inc();
-        return denied(Errc::policy_denied,
-                      "key " + key_id + " requires a watermark on every signature");
+        return refuse(c, key_id, "policy",
+                      denied(Errc::policy_denied,
+                             "key " + key_id + " requires a watermark on every signature"));
     }
     // Validate before charging the rate limit: a malformed request costs the key nothing.
     pkcs11::SignRequest req = SIGNET_TRY(to_sign_request(*key, p));
     if (!limiter_.try_acquire(key_id, key->policy.rate_limit)) {
-        denials_.with({"rate_limited"}).inc();
-        return denied(Errc::rate_limited, "key " + key_id + " is over its rate limit");
+        return refuse(c, key_id, "rate_limited",
+                      denied(Errc::rate_limited, "key " + key_id + " is over its rate limit"));
     }
 
     std::unique_ptr<WatermarkLease> lease;
     if (p.watermark) {
-        auto l = d_.watermarks->begin(key_id, *p.watermark, pkcs11::sha256(p.data));
-        if (!l) {
-            denials_.with({"watermark"}).inc();
-            return l.error();
-        }
+        // "The same payload" means the same bytes in the HSM: the prepared digest (or the Ed25519
+        // message), not the client's encoding of it. An envelope embeds a fresh nonce, so an equal
+        // watermark can never be signed again with "nonce": true.
+        const Bytes tbs = SIGNET_TRY(pkcs11::prepare_sign_input(key->algorithm, req));
+        auto l = d_.watermarks->begin(key_id, *p.watermark, pkcs11::sha256(tbs),
+                                      /*allow_equal=*/!p.assign_nonce);
+        if (!l) return refuse(c, key_id, "watermark", l.error());
         lease = std::move(l).value();
     }
     std::unique_ptr<ReservationClaim> claim;
@@ -276,7 +325,7 @@ Result<web::SignResult> SigningService::sign(const Caller& c, const std::string&
     if (claim) out.nonce = claim->value();
 
     if (!ticket && !claim && !lease) {
-        tally(c.client_id, key_id);
+        tally_event(c.client_id, "sign.plain", key_id, "");
         signatures_.with({std::string(pkcs11::to_string(key->algorithm))}).inc();
         return out;
     }
@@ -309,10 +358,11 @@ Result<std::vector<web::SignResult>> SigningService::sign_batch(const Caller& c,
                                                                 const web::SignParams& options) {
     const auto key = SIGNET_TRY(usable_key(c, key_id, "sign"));
     SIGNET_TRY(require_ready());
-    if (key->policy.nonce_required || key->policy.watermark_required) {
-        return denied(Errc::policy_denied, "key " + key_id +
-                                               " requires nonces or watermarks; batch signing "
-                                               "carries neither");
+    if (key->policy.nonces != web::NonceMode::none || key->policy.watermark_required) {
+        return refuse(c, key_id, "policy",
+                      denied(Errc::policy_denied, "key " + key_id +
+                                                      " signs only with nonces or watermarks; "
+                                                      "batch signing carries neither"));
     }
     if (options.assign_nonce || options.reserved_nonce || options.watermark) {
         return denied(Errc::unprocessable, "batch signing does not take nonces or watermarks");
@@ -323,10 +373,18 @@ Result<std::vector<web::SignResult>> SigningService::sign_batch(const Caller& c,
                       std::to_string(digests.size()) + " digests; at most " +
                           std::to_string(options_.batch_max) + " per batch");
     }
+    const auto& rl = key->policy.rate_limit;
+    const double burst = rl.burst > 0 ? rl.burst : std::max(1.0, rl.per_second);
+    if (rl.per_second > 0 && static_cast<double>(digests.size()) > burst) {
+        // Such a batch could never pass the bucket: say so instead of a 429 forever.
+        return denied(Errc::payload_too_large,
+                      std::to_string(digests.size()) + " digests exceed key " + key_id +
+                          "'s rate-limit burst of " + std::to_string(static_cast<long>(burst)));
+    }
     if (!limiter_.try_acquire(key_id, key->policy.rate_limit,
                               static_cast<double>(digests.size()))) {
-        denials_.with({"rate_limited"}).inc();
-        return denied(Errc::rate_limited, "key " + key_id + " is over its rate limit");
+        return refuse(c, key_id, "rate_limited",
+                      denied(Errc::rate_limited, "key " + key_id + " is over its rate limit"));
     }
     std::vector<web::SignResult> out;
     out.reserve(digests.size());
@@ -343,7 +401,7 @@ Result<std::vector<web::SignResult>> SigningService::sign_batch(const Caller& c,
         }
         out.push_back(to_result(std::move(sig).value()));
     }
-    for (std::size_t i = 0; i < out.size(); ++i) tally(c.client_id, key_id);
+    tally_event(c.client_id, "sign.plain", key_id, "", out.size());
     signatures_.with({std::string(pkcs11::to_string(key->algorithm))}).inc(out.size());
     return out;
 }
@@ -357,10 +415,16 @@ Result<bool> SigningService::verify(const Caller& c, const std::string& key_id,
 
 Result<std::uint64_t> SigningService::reserve_nonce(const Caller& c, const std::string& key_id) {
     const auto key = SIGNET_TRY(usable_key(c, key_id, "reserve"));
+    if (key->policy.nonces != web::NonceMode::reserved) {
+        return refuse(c, key_id, "policy",
+                      denied(Errc::policy_denied,
+                             "key " + key_id + " does not use reserved nonces (policy nonces: " +
+                                 std::string(web::to_string(key->policy.nonces)) + ")"));
+    }
     SIGNET_TRY(require_ready());  // a reserved nonce is only useful to sign with
     if (!limiter_.try_acquire(key_id, key->policy.rate_limit)) {
-        denials_.with({"rate_limited"}).inc();
-        return denied(Errc::rate_limited, "key " + key_id + " is over its rate limit");
+        return refuse(c, key_id, "rate_limited",
+                      denied(Errc::rate_limited, "key " + key_id + " is over its rate limit"));
     }
     return d_.nonces->reserve(key_id, c.client_id,
                               {c.client_id, "nonce.reserve", key_id, "ok", "{}"});
@@ -371,12 +435,17 @@ Result<web::CounterState> SigningService::counter(const Caller& c, const std::st
     return d_.nonces->state(key_id);
 }
 
-void SigningService::tally(const std::string& client_id, const std::string& key_id) {
-    const auto minute =
-        std::chrono::duration_cast<std::chrono::minutes>(d_.clock->wall().time_since_epoch())
-            .count();
+std::int64_t SigningService::minute_now() const {
+    return std::chrono::duration_cast<std::chrono::minutes>(d_.clock->wall().time_since_epoch())
+        .count();
+}
+
+void SigningService::tally_event(const std::string& actor, const std::string& action,
+                                 const std::string& subject, const std::string& reason,
+                                 std::uint64_t count) {
+    const std::int64_t minute = minute_now();
     const std::lock_guard lock(tally_mu_);
-    ++tally_[{client_id, key_id, static_cast<std::int64_t>(minute)}];
+    tally_[{actor, action, subject, reason, minute}] += count;
 }
 
 void SigningService::flush_tally() {
@@ -384,24 +453,31 @@ void SigningService::flush_tally() {
     {
         const std::lock_guard lock(tally_mu_);
         pending.swap(tally_);
+        const std::int64_t minute = minute_now();
+        std::erase_if(auth_failures_seen_, [&](const auto& k) { return k.second < minute; });
     }
     if (pending.empty()) return;
     const std::string ts = now();
     auto r = d_.committer->submit([&](Db& txn) -> Result<void> {
         for (const auto& [k, count] : pending) {
-            const auto& [client, key, minute] = k;
+            const auto& [actor, action, subject, reason, minute] = k;
             const auto start = std::chrono::system_clock::time_point(std::chrono::minutes(minute));
-            SIGNET_TRY(AuditLog::append(txn,
-                                        {client, "sign.plain", key, "ok",
-                                         "{\"count\":" + std::to_string(count) + ",\"minute\":" +
-                                             json_quote(format_rfc3339(start)) + "}"},
-                                        ts));
+            std::string details = "{\"count\":" + std::to_string(count) +
+                                  ",\"minute\":" + json_quote(format_rfc3339(start));
+            if (!reason.empty()) details += ",\"reason\":" + json_quote(reason);
+            details += "}";
+            SIGNET_TRY(AuditLog::append(
+                txn, {actor, action, subject, action == "sign.plain" ? "ok" : "denied", details},
+                ts));
         }
         return ok();
     });
     if (!r) {
         d_.logger->log(LogLevel::error, "service", "tally_flush_failed",
                        {{"error", r.error().message()}, {"records", pending.size()}});
+        // Nothing is dropped: the counts go back and are written with the next flush.
+        const std::lock_guard lock(tally_mu_);
+        for (auto& [k, count] : pending) tally_[k] += count;
     }
 }
 

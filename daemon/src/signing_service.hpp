@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -103,11 +104,23 @@ private:
     Result<std::shared_ptr<const KeyRecord>> usable_key(const web::Caller& c, const std::string& id,
                                                         std::string_view operation);
     web::KeyDescription describe(const KeyRecord& k) const;
+    // The key's nonce mode admits this request (policy_denied otherwise).
+    Result<void> check_nonce_mode(const web::Caller& c, const KeyRecord& key,
+                                  const web::SignParams& p);
+    // Records a refusal by role, policy, rate limit or guard (a metric, and an audit record
+    // aggregated per client, subject, reason and minute, so refusals cannot flood the log) and
+    // returns `e`.
+    Error refuse(const web::Caller& c, const std::string& subject, std::string_view reason,
+                 Error e);
     // Runs `stage` and one audit record in one durable transaction.
     Result<void> commit_with_audit(const std::function<Result<void>(Db&)>& stage, AuditEntry audit);
     Result<void> audit_now(AuditEntry audit);
     std::string now() const;
-    void tally(const std::string& client_id, const std::string& key_id);
+    // Counts an event for the minute's aggregated audit records.
+    void tally_event(const std::string& actor, const std::string& action,
+                     const std::string& subject, const std::string& reason,
+                     std::uint64_t count = 1);
+    std::int64_t minute_now() const;
     void tally_loop();
     void count_hsm_error(const Error& e);
     // not_ready (503) until the HSM self-test has passed: DESIGN §2 says a daemon whose self-test
@@ -128,10 +141,15 @@ private:
     std::mutex reader_mu_;                 // serialises use of d_.reader
     std::optional<Bytes> audit_key_spki_;  // guarded by reader_mu_
 
-    // (client, key, minute) -> count of plain signatures not yet in the audit log.
+    // (actor, action, subject, reason, minute) -> count of events not yet in the audit log:
+    // plain signatures, refusals, repeated authentication failures.
     std::mutex tally_mu_;
-    std::map<std::tuple<std::string, std::string, std::int64_t>, std::uint64_t>
+    std::map<std::tuple<std::string, std::string, std::string, std::string, std::int64_t>,
+             std::uint64_t>
         tally_;  // guarded by tally_mu_
+    // (address, minute) whose first authentication failure was already audited durably.
+    static constexpr std::size_t kMaxAuthFailureSources = 4096;
+    std::set<std::pair<std::string, std::int64_t>> auth_failures_seen_;  // guarded by tally_mu_
     std::condition_variable tally_cv_;
     bool stopping_ = false;  // guarded by tally_mu_
     std::thread tally_thread_;

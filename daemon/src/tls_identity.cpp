@@ -9,7 +9,9 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <ctime>
 #include <fstream>
+#include <set>
 
 #include "signet/pkcs11/key_store.hpp"
 
@@ -68,6 +70,40 @@ Result<void> add_ext(X509* x, int nid, const std::string& value) {
     return ok();
 }
 
+std::set<std::string> cert_sans(X509* cert) {
+    std::set<std::string> out;
+    auto* names =
+        static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+    if (!names) return out;
+    for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+        const GENERAL_NAME* n = sk_GENERAL_NAME_value(names, i);
+        if (n->type == GEN_DNS) {
+            const auto* d = n->d.dNSName;
+            out.emplace(reinterpret_cast<const char*>(ASN1_STRING_get0_data(d)),
+                        static_cast<std::size_t>(ASN1_STRING_length(d)));
+        } else if (n->type == GEN_IPADD) {
+            const auto* ip = n->d.iPAddress;
+            char text[INET6_ADDRSTRLEN] = {};
+            const int len = ASN1_STRING_length(ip);
+            if (inet_ntop(len == 4 ? AF_INET : AF_INET6, ASN1_STRING_get0_data(ip), text,
+                          sizeof text)) {
+                out.emplace(text);
+            }
+        }
+    }
+    GENERAL_NAMES_free(names);
+    return out;
+}
+
+// A stored certificate is reused while it certifies the HSM key, names exactly the configured
+// subject alternative names, and is valid for at least 30 more days; otherwise it is renewed.
+bool cert_still_good(X509* cert, ByteView spki, const std::vector<std::string>& sans) {
+    if (!same_public_key(cert, spki)) return false;
+    if (cert_sans(cert) != std::set<std::string>(sans.begin(), sans.end())) return false;
+    const std::time_t horizon = std::time(nullptr) + 30L * 24 * 3600;
+    return X509_cmp_time(X509_get0_notAfter(cert), const_cast<std::time_t*>(&horizon)) > 0;
+}
+
 // Self-signed certificate for the HSM key; the signature is made by the HSM through libp11.
 Result<X509*> make_cert(EVP_PKEY* hsm_key, ByteView spki, const std::vector<std::string>& sans) {
     const unsigned char* p = spki.data();
@@ -76,7 +112,7 @@ Result<X509*> make_cert(EVP_PKEY* hsm_key, ByteView spki, const std::vector<std:
     std::unique_ptr<X509, decltype(&X509_free)> x(X509_new(), X509_free);
     if (!pub || !x) return tls_error("allocating certificate");
     unsigned char serial[16];
-    RAND_bytes(serial, sizeof serial);
+    if (RAND_bytes(serial, sizeof serial) != 1) return tls_error("random certificate serial");
     serial[0] &= 0x7f;  // positive
     std::unique_ptr<BIGNUM, decltype(&BN_free)> bn(BN_bin2bn(serial, sizeof serial, nullptr),
                                                    BN_free);
@@ -211,7 +247,7 @@ Result<std::unique_ptr<TlsIdentity>> TlsIdentity::load(const TlsIdentityOptions&
 
     // 3. The certificate: reuse when it certifies this key, else create and store a new one.
     auto existing = read_cert(id->cert_file_);
-    if (existing && same_public_key(*existing, info->spki_der)) {
+    if (existing && cert_still_good(*existing, info->spki_der, o.subject_alt_names)) {
         id->cert_ = *existing;
     } else {
         if (existing) X509_free(*existing);

@@ -76,11 +76,18 @@ Result<void> LocalWatermarkGuard::load(Db& reader) {
 
 Result<std::unique_ptr<WatermarkLease>> LocalWatermarkGuard::begin(const std::string& key_id,
                                                                    const Watermark& w,
-                                                                   ByteView payload_hash) {
+                                                                   ByteView payload_hash,
+                                                                   bool allow_equal) {
     if (w.empty()) return make_error(Errc::invalid_argument, "watermark must not be empty");
     auto m = mark(key_id);
     std::unique_lock lock(m->mu);
     if (!m->watermark.empty()) {
+        if (w.size() != m->watermark.size()) {
+            return make_error(Errc::unprocessable, "watermark " + to_string(w) + " must have " +
+                                                       std::to_string(m->watermark.size()) +
+                                                       " numbers, like the stored " +
+                                                       to_string(m->watermark));
+        }
         const auto cmp = std::lexicographical_compare_three_way(
             w.begin(), w.end(), m->watermark.begin(), m->watermark.end());
         if (cmp < 0) {
@@ -88,11 +95,12 @@ Result<std::unique_ptr<WatermarkLease>> LocalWatermarkGuard::begin(const std::st
                               "watermark " + to_string(w) + " is below the stored " +
                                   to_string(m->watermark) + "; refusing to sign");
         }
-        if (cmp == 0 && !std::ranges::equal(payload_hash, m->payload_hash)) {
+        if (cmp == 0 && (!allow_equal || !std::ranges::equal(payload_hash, m->payload_hash))) {
             return make_error(Errc::watermark_regression,
-                              "watermark " + to_string(w) +
-                                  " was already signed with a different payload; refusing to "
-                                  "double-sign");
+                              "watermark " + to_string(w) + " was already signed" +
+                                  (allow_equal ? " with a different payload"
+                                               : " (a new nonce would make a different message)") +
+                                  "; refusing to double-sign");
         }
     }
     return std::unique_ptr<WatermarkLease>(std::make_unique<Lease>(

@@ -36,10 +36,14 @@ class WatermarkGuard {
 public:
     virtual ~WatermarkGuard() = default;
     // Locks the key and checks `w` against the stored watermark. watermark_regression (with both
-    // values in the message) when w is lower, or equal with a different payload hash.
+    // values in the message) when w is lower, or equal with a different payload hash or with
+    // `allow_equal` false; unprocessable when w's length differs from the stored one (a key's
+    // watermarks have one arity: [5] < [5,0,0] would otherwise let height 5 be signed twice).
+    // `payload_hash` is a hash of exactly the bytes the HSM will sign.
     [[nodiscard]] virtual Result<std::unique_ptr<WatermarkLease>> begin(const std::string& key_id,
                                                                         const Watermark& w,
-                                                                        ByteView payload_hash) = 0;
+                                                                        ByteView payload_hash,
+                                                                        bool allow_equal) = 0;
     // Inside the writer transaction: persists the lease's watermark.
     [[nodiscard]] virtual Result<void> stage(Db& txn, const WatermarkLease& lease) = 0;
     // The stored watermark (empty: none yet).
@@ -51,7 +55,7 @@ class LocalWatermarkGuard final : public WatermarkGuard {
 public:
     [[nodiscard]] Result<void> load(Db& reader);
     Result<std::unique_ptr<WatermarkLease>> begin(const std::string& key_id, const Watermark& w,
-                                                  ByteView payload_hash) override;
+                                                  ByteView payload_hash, bool allow_equal) override;
     Result<void> stage(Db& txn, const WatermarkLease& lease) override;
     Watermark current(const std::string& key_id) override;
 

@@ -120,36 +120,55 @@ Result<KeyInfo> KeyStore::generate_unchecked(const KeySpec& spec, bool check_id)
     }
     const std::string id_hex = hex_encode(id);
     const std::lock_guard objects(object_mu_);
-    return token_->run(
-        "generate " + std::string(to_string(spec.algorithm)) + " key " + id_hex,
-        [&](Session& s) -> Result<KeyInfo> {
-            if (check_id) {
-                AttributeList t;
-                t.add_bytes(CKA_ID, id);
-                if (!SIGNET_TRY(find_objects(s, t, 1)).empty()) {
-                    return make_error(Errc::already_exists,
-                                      "key id " + id_hex + " is already on the token");
-                }
+    const std::string op = "generate " + std::string(to_string(spec.algorithm)) + " key " + id_hex;
+    KeyHandles kh;
+    int attempt = 0;
+    SIGNET_TRY(token_->run(op, [&](Session& s) -> Result<void> {
+        const std::uint64_t epoch = token_->handle_epoch();  // before the objects exist
+        const bool retry = attempt++ > 0;
+        if (check_id || retry) {
+            // A caller-chosen id may be taken; and a retry after a recoverable failure may find
+            // the pair the first attempt created: adopt a whole pair, remove a half one.
+            AttributeList t;
+            t.add_bytes(CKA_ID, id);
+            const auto found = SIGNET_TRY(find_objects(s, t, 3));
+            if (!retry && !found.empty()) {  // only a caller-chosen id can be taken already
+                return make_error(Errc::already_exists,
+                                  "key id " + id_hex + " is already on the token");
             }
-            AttributeList pub, priv;
-            signing_key_templates(spec.algorithm, spec.key_class == KeyClass::replicable,
-                                  spec.label, id, TemplateUse::generate, pub, priv);
-            CK_MECHANISM mech{traits(spec.algorithm).keygen, nullptr, 0};
-            KeyHandles kh;
-            const CK_RV rv =
-                s.fn().C_GenerateKeyPair(s.handle(), &mech, pub.data(), pub.size(), priv.data(),
-                                         priv.size(), &kh.public_key, &kh.private_key);
-            if (rv != CKR_OK) return ck_error(rv, "C_GenerateKeyPair");
-            // The new handles are known: no search needed, now or at the first signature.
-            kh.algorithm = spec.algorithm;
-            kh.epoch = token_->handle_epoch();
-            KeyInfo info = SIGNET_TRY(describe(s, kh, id_hex));
-            if (is_ecdsa(kh.algorithm)) {
-                kh.public_point = SIGNET_TRY(spki_public_point(kh.algorithm, info.spki_der));
+            if (found.size() == 2) {
+                kh = SIGNET_TRY(pair_handles(s, found, id_hex, epoch));
+                return ok();
             }
-            remember(id_hex, kh);
-            return info;
-        });
+            for (const CK_OBJECT_HANDLE h : found) (void)s.fn().C_DestroyObject(s.handle(), h);
+        }
+        AttributeList pub, priv;
+        signing_key_templates(spec.algorithm, spec.key_class == KeyClass::replicable, spec.label,
+                              id, TemplateUse::generate, pub, priv);
+        CK_MECHANISM mech{traits(spec.algorithm).keygen, nullptr, 0};
+        KeyHandles created;
+        const CK_RV rv =
+            s.fn().C_GenerateKeyPair(s.handle(), &mech, pub.data(), pub.size(), priv.data(),
+                                     priv.size(), &created.public_key, &created.private_key);
+        if (rv != CKR_OK) return ck_error(rv, "C_GenerateKeyPair");
+        created.algorithm = spec.algorithm;
+        created.epoch = epoch;
+        kh = created;
+        return ok();
+    }));
+    // Described separately: a recovery here must not generate the pair again.
+    return token_->run(op, [&](Session& s) -> Result<KeyInfo> {
+        // The known handles are used when still valid; a recovery in between means a search.
+        const KeyHandles h =
+            kh.epoch == token_->handle_epoch() ? kh : SIGNET_TRY(handles(s, id_hex));
+        KeyInfo info = SIGNET_TRY(describe(s, h, id_hex));
+        KeyHandles cached = h;
+        if (is_ecdsa(cached.algorithm)) {
+            cached.public_point = SIGNET_TRY(spki_public_point(cached.algorithm, info.spki_der));
+        }
+        remember(id_hex, cached);
+        return info;
+    });
 }
 
 Result<KeyInfo> KeyStore::describe(Session& s, const KeyHandles& h, const std::string& id_hex) {
@@ -384,11 +403,16 @@ Result<void> KeyStore::load_internal(Session& s) {
     AttributeList t;
     t.add_string(CKA_LABEL, kInternalLabel);
     std::map<Bytes, std::vector<CK_OBJECT_HANDLE>> by_id;
+    std::unordered_map<std::string, CK_OBJECT_HANDLE> data;
+    const std::uint64_t epoch = token_->handle_epoch();
     for (const CK_OBJECT_HANDLE h : SIGNET_TRY(find_objects(s, t, kMaxObjects))) {
-        by_id[SIGNET_TRY(get_attribute(s, h, CKA_ID))].push_back(h);
+        if (SIGNET_TRY(get_ulong(s, h, CKA_CLASS)) == CKO_DATA) {
+            data[as_text(SIGNET_TRY(get_attribute(s, h, CKA_APPLICATION)))] = h;
+        } else {
+            by_id[SIGNET_TRY(get_attribute(s, h, CKA_ID))].push_back(h);
+        }
     }
     std::unordered_map<std::string, std::string> names;
-    const std::uint64_t epoch = token_->handle_epoch();
     for (const auto& [id, objects] : by_id) {
         const std::string id_hex = hex_encode(id);
         auto kh = pair_handles(s, objects, id_hex, epoch);
@@ -398,20 +422,26 @@ Result<void> KeyStore::load_internal(Session& s) {
     }
     const std::lock_guard lock(mu_);
     internal_ = std::move(names);
+    data_ = std::move(data);
+    data_epoch_ = epoch;
     return ok();
 }
 
-Result<KeyInfo> KeyStore::find_or_generate_internal(std::string_view name, Algorithm a) {
+Result<void> KeyStore::ensure_internal_loaded(std::string_view op) {
+    {
+        const std::lock_guard lock(mu_);
+        if (internal_.has_value() && data_epoch_ == token_->handle_epoch()) return ok();
+    }
+    return token_->run(op, [&](Session& s) { return load_internal(s); });
+}
+
+Result<KeyInfo> KeyStore::find_or_generate_internal(std::string_view name, Algorithm a,
+                                                    bool* generated) {
     if (!name.starts_with(kInternalLabelPrefix)) {
         return make_error(Errc::invalid_argument, "internal key names start with 'signet.'");
     }
     const std::string op = "internal key " + std::string(name);
-    bool loaded = false;
-    {
-        const std::lock_guard lock(mu_);
-        loaded = internal_.has_value();
-    }
-    if (!loaded) SIGNET_TRY(token_->run(op, [&](Session& s) { return load_internal(s); }));
+    SIGNET_TRY(ensure_internal_loaded(op));
     std::optional<std::string> id_hex;
     {
         const std::lock_guard lock(mu_);
@@ -419,6 +449,7 @@ Result<KeyInfo> KeyStore::find_or_generate_internal(std::string_view name, Algor
             id_hex = it->second;
         }
     }
+    if (generated) *generated = !id_hex;
     if (!id_hex) {
         KeyInfo info = SIGNET_TRY(generate_unchecked(
             KeySpec{a, KeyClass::local, std::string(kInternalLabel), to_bytes(name)}, true));
@@ -433,6 +464,55 @@ Result<KeyInfo> KeyStore::find_or_generate_internal(std::string_view name, Algor
                                               ", expected " + std::string(to_string(a)));
     }
     return info;
+}
+
+Result<std::optional<Bytes>> KeyStore::read_internal_data(std::string_view name) {
+    const std::string op = "read internal data " + std::string(name);
+    SIGNET_TRY(ensure_internal_loaded(op));
+    std::optional<CK_OBJECT_HANDLE> h;
+    {
+        const std::lock_guard lock(mu_);
+        if (const auto it = data_.find(std::string(name)); it != data_.end()) h = it->second;
+    }
+    if (!h) return std::optional<Bytes>{};
+    return token_->run(op, [&](Session& s) -> Result<std::optional<Bytes>> {
+        return std::optional<Bytes>{SIGNET_TRY(get_attribute(s, *h, CKA_VALUE))};
+    });
+}
+
+Result<void> KeyStore::write_internal_data(std::string_view name, ByteView value) {
+    const std::string op = "write internal data " + std::string(name);
+    SIGNET_TRY(ensure_internal_loaded(op));
+    const std::lock_guard objects(object_mu_);
+    return token_->run(op, [&](Session& s) -> Result<void> {
+        std::optional<CK_OBJECT_HANDLE> h;
+        {
+            const std::lock_guard lock(mu_);
+            if (const auto it = data_.find(std::string(name)); it != data_.end()) h = it->second;
+        }
+        // A data object's CKA_VALUE cannot be changed after creation (PKCS#11; SoftHSM answers
+        // CKR_ATTRIBUTE_READ_ONLY): a new value is a new object, which replaces the old one.
+        AttributeList t;
+        t.add_ulong(CKA_CLASS, CKO_DATA)
+            .add_bool(CKA_TOKEN, true)
+            .add_bool(CKA_PRIVATE, true)
+            .add_bool(CKA_MODIFIABLE, true)
+            .add_string(CKA_LABEL, kInternalLabel)
+            .add_string(CKA_APPLICATION, name)
+            .add_bytes(CKA_VALUE, value);
+        CK_OBJECT_HANDLE created = CK_INVALID_HANDLE;
+        const CK_RV rv = s.fn().C_CreateObject(s.handle(), t.data(), t.size(), &created);
+        if (rv != CKR_OK) return ck_error(rv, "C_CreateObject(CKO_DATA)");
+        {
+            const std::lock_guard lock(mu_);
+            data_[std::string(name)] = created;
+        }
+        if (h) {
+            const CK_RV drv = s.fn().C_DestroyObject(s.handle(), *h);
+            if (drv != CKR_OK) return ck_error(drv, "C_DestroyObject(old CKO_DATA)");
+        }
+        return ok();
+    });
 }
 
 }  // namespace signet::pkcs11

@@ -66,7 +66,10 @@ Result<std::shared_ptr<Module>> Module::load(const std::filesystem::path& path,
     const std::lock_guard lock(g_registry_mu);
     if (auto existing = registry()[key].lock()) return existing;
 
-    std::unique_ptr<void, DlClose> lib(::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL));
+    // RTLD_NODELETE: a PKCS#11 module may own threads and atexit handlers; it stays mapped for the
+    // process's life (and LeakSanitizer can name its frames at exit).
+    std::unique_ptr<void, DlClose> lib(
+        ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE));
     if (!lib) {
         const char* why = ::dlerror();
         return make_error(Errc::unsupported, "dlopen PKCS#11 module '" + path.string() +

@@ -118,8 +118,9 @@ Result<void> Token::recover(CK_RV rv, std::uint64_t seen_epoch, std::string_view
     switch (rv) {
         case CKR_SESSION_HANDLE_INVALID:
         case CKR_SESSION_CLOSED:
-            // The failed session was discarded; others in the pool may be dead too and will be
-            // discarded when they fail. Nothing else to restore.
+            // The failed session was discarded. Idle ones may be dead too (C_CloseAllSessions,
+            // a module restart): drop them rather than spend the bounded retries finding out.
+            pool_->close_idle();
             break;
         case CKR_OBJECT_HANDLE_INVALID:
         case CKR_KEY_HANDLE_INVALID:

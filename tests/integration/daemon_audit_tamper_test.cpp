@@ -6,10 +6,16 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "audit_log.hpp"
+#include "signet/core/bytes.hpp"
+#include "signet_test/crypto_oracle.hpp"
 #include "signet_test/daemon_api.hpp"
 #include "signet_test/daemon_harness.hpp"
 #include "signet_test/temp_dir.hpp"
@@ -67,9 +73,15 @@ struct AuditedStore {
         ApiClient admin = appliance.api(appliance.admin);
         ApiClient signer = appliance.api(appliance.signer);
         const std::string key = test::str(test::create_key(admin, "ecdsa-p256", "audited"), "id");
-        test::sign(signer, key, {{"digest", test::sha256_hex("a")}, {"nonce", true}});
+        const std::string envelope = test::str(
+            test::create_key(admin, "ecdsa-p256", "audited-envelope", {{"nonces", "envelope"}}),
+            "id");
+        const std::string reserved = test::str(
+            test::create_key(admin, "ecdsa-p256", "audited-reserved", {{"nonces", "reserved"}}),
+            "id");
+        test::sign(signer, envelope, {{"digest", test::sha256_hex("a")}, {"nonce", true}});
         test::sign(signer, key, {{"digest", test::sha256_hex("b")}});
-        CHECK(signer.post("/v1/keys/" + key + "/nonces", json::object{}).status == 201);
+        CHECK(signer.post("/v1/keys/" + reserved + "/nonces", json::object{}).status == 201);
         CHECK(ApiClient(appliance.daemon, "sgt_wrong").get("/v1/keys").status == 401);
         CHECK(admin.post("/v1/keys/" + key + "/disable", json::object{}).status == 200);
         records = test::audit_records(admin).size();
@@ -97,6 +109,42 @@ fs::path copy_db(const test::TempDir& dir) {
 
 test::ProcessOutcome verify_offline(const fs::path& db) {
     return test::run_signetctl({"audit", "verify", "--db", db.string()});
+}
+
+// Offline, pinned to the audit key the appliance exported to <data_dir>/audit-key.pem.
+test::ProcessOutcome verify_pinned(const fs::path& db, const test::SignetDaemon& appliance) {
+    return test::run_signetctl({"audit", "verify", "--db", db.string(), "--audit-key",
+                                (appliance.data_dir() / "audit-key.pem").string()});
+}
+
+// The records the database's checkpoints cover, oldest first.
+std::vector<std::uint64_t> checkpoint_seqs(const fs::path& db_path) {
+    auto db = signet::daemon::Db::open(db_path, false).value();
+    auto st = db.prepare("SELECT seq FROM audit_checkpoints ORDER BY seq").value();
+    std::vector<std::uint64_t> out;
+    while (st.step().value()) out.push_back(st.uint64(0));
+    return out;
+}
+
+// Adds audit records (key.create) to a running appliance.
+void some_activity(const test::ProvisionedDaemon& p, const std::string& label) {
+    ApiClient admin = p.api(p.admin);
+    test::create_key(admin, "ecdsa-p256", label);
+}
+
+// Stops the appliance cleanly: the final checkpoint covers the newest record.
+void stop_cleanly(test::ProvisionedDaemon& p) {
+    const auto st = p.daemon.stop();
+    INFO(st.describe() << "\n" << p.daemon.log());
+    REQUIRE(st.exited_with(0));
+}
+
+json::object verify_online(const test::ProvisionedDaemon& p) {
+    ApiClient admin = p.api(p.admin);
+    const auto v = admin.post("/v1/audit/verify", json::object{});
+    INFO(v.describe());
+    REQUIRE(v.status == 200);
+    return v.object();
 }
 
 // CHECKs that offline verification fails and names `seq` as the first bad record.
@@ -243,4 +291,112 @@ TEST_CASE("the running appliance reports a tampered audit log through the API an
     INFO(out.out << out.err);
     CHECK(out.status.exited_with(1));
     CHECK(out.out.find("\"first_bad_seq\":4") != std::string::npos);
+}
+
+TEST_CASE("pinned offline verification fails when every checkpoint was deleted",
+          "[daemon][integration][audit]") {
+    const AuditedStore& store = audited_store();
+    const test::TempDir dir("signet-audit");
+    const fs::path db = copy_db(dir);
+    REQUIRE_FALSE(checkpoint_seqs(db).empty());
+    {
+        const auto untouched = verify_pinned(db, store.appliance.daemon);
+        INFO(untouched.out << untouched.err);
+        CHECK(untouched.status.exited_with(0));
+    }
+    // Without its checkpoints the chain can be rewritten consistently by anyone with the file: the
+    // newest record is replaced with a matching hash, so only a missing checkpoint can tell.
+    tamper(db, "DELETE FROM audit_checkpoints");
+    forge(db, store.records);
+    const auto out = verify_pinned(db, store.appliance.daemon);
+    INFO(out.status.describe() << "\n" << out.out << out.err);
+    CHECK(out.status.exited_with(1));
+    CHECK(out.out.find("BROKEN at record 1:") != std::string::npos);
+    CHECK(out.out.find("no HSM-signed checkpoint") != std::string::npos);
+}
+
+TEST_CASE(
+    "checkpoints are chained: deleting a middle one breaks the next, and the audit key "
+    "is created once, audited",
+    "[daemon][integration][audit]") {
+    test::ProvisionedDaemon p;
+    // Three runs, each ending with a checkpoint over its newest record.
+    some_activity(p, "run-1");
+    stop_cleanly(p);
+    for (const char* run : {"run-2", "run-3"}) {
+        p.daemon.start();
+        some_activity(p, run);
+        stop_cleanly(p);
+    }
+    const auto seqs = checkpoint_seqs(p.daemon.db_path());
+    REQUIRE(seqs.size() == 3);
+    {
+        const auto untouched = verify_pinned(p.daemon.db_path(), p.daemon);
+        INFO(untouched.out << untouched.err);
+        CHECK(untouched.status.exited_with(0));
+        CHECK(untouched.out.find("3 HSM-signed checkpoints") != std::string::npos);
+    }
+    {
+        // The audit key was generated at the first start only, and that is itself audited.
+        auto db = signet::daemon::Db::open(p.daemon.db_path(), false).value();
+        auto st = db.prepare(
+                        "SELECT actor, outcome, details FROM audit WHERE action = "
+                        "'audit.key_created'")
+                      .value();
+        REQUIRE(st.step().value());
+        CHECK(st.text(0) == "system");
+        CHECK(st.text(1) == "ok");
+        const json::value details = json::parse(st.text(2));
+        std::ifstream pem_in(p.daemon.data_dir() / "audit-key.pem");
+        const std::string pem((std::istreambuf_iterator<char>(pem_in)),
+                              std::istreambuf_iterator<char>());
+        CHECK(test::str(details.as_object(), "spki_sha256") ==
+              signet::hex_encode(test::oracle_sha256(test::spki_of_pem(pem))));
+        CHECK_FALSE(st.step().value());
+    }
+
+    tamper(p.daemon.db_path(),
+           "DELETE FROM audit_checkpoints WHERE seq = " + std::to_string(seqs[1]));
+    const auto out = verify_offline(p.daemon.db_path());
+    INFO(out.status.describe() << "\n" << out.out << out.err);
+    CHECK(out.status.exited_with(1));
+    CHECK(out.out.find("BROKEN at record " + std::to_string(seqs[2]) + ":") != std::string::npos);
+    CHECK(out.out.find("does not verify") != std::string::npos);
+}
+
+TEST_CASE("the HSM anchor reveals deleted newest checkpoints and records, across restarts",
+          "[daemon][integration][audit]") {
+    test::ProvisionedDaemon p;
+    some_activity(p, "kept");
+    stop_cleanly(p);  // checkpoint 1
+    p.daemon.start();
+    some_activity(p, "deleted-1");
+    some_activity(p, "deleted-2");
+    stop_cleanly(p);  // checkpoint 2, also recorded in the HSM
+    const auto seqs = checkpoint_seqs(p.daemon.db_path());
+    REQUIRE(seqs.size() == 2);
+    const std::uint64_t kept = seqs[0], anchored = seqs[1];
+
+    // Cut the log back to checkpoint 1: what remains is a consistent, genuinely signed log.
+    tamper(p.daemon.db_path(), "DELETE FROM audit_checkpoints WHERE seq > " + std::to_string(kept) +
+                                   "; DELETE FROM audit WHERE seq > " + std::to_string(kept));
+    {
+        const auto offline = verify_pinned(p.daemon.db_path(), p.daemon);
+        INFO(offline.out << offline.err);
+        CHECK(offline.status.exited_with(0));  // the database alone cannot tell
+    }
+    p.daemon.start();
+    auto check_reported = [&] {
+        const json::object v = verify_online(p);
+        CHECK_FALSE(v.at("ok").as_bool());
+        CHECK(test::u64(v, "first_bad_seq") == anchored);
+        CHECK(test::str(v, "reason").find("HSM") != std::string::npos);
+    };
+    check_reported();
+    // New activity and a clean restart (which writes a checkpoint of the new head) must not
+    // launder the cut: the HSM keeps pointing at the record that is gone.
+    some_activity(p, "after-the-cut");
+    stop_cleanly(p);
+    p.daemon.start();
+    check_reported();
 }

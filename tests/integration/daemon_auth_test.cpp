@@ -1,7 +1,9 @@
 // Standalone appliance, the real signetd: who may do what. Every refusal must carry the documented
 // HTTP status and stable error code, and must leave the appliance as it was (keys, clients,
 // counters, audit log apart from the auth.failure record the refusal itself writes, metrics).
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 
@@ -38,6 +40,29 @@ std::string id_for(const test::RouteInfo& r, const std::string& key_id,
 ApiReply call(ApiClient& api, const test::RouteInfo& r, const std::string& id,
               const signet::web::Headers& headers = {}) {
     return api.request(r.method, test::fill_path(r.pattern, id), plausible_body(r), headers);
+}
+
+// How many events an audit record stands for: "count" for a tally record, 1 for a record of its
+// own.
+std::uint64_t events_in(const json::object& record) {
+    const json::value& d = record.at("details");
+    return d.is_object() && d.as_object().contains("count") ? test::u64(d.as_object(), "count") : 1;
+}
+
+// Events in the records of `action` by `actor` (every actor when empty).
+std::uint64_t audited_events(ApiClient& reader, const std::string& action,
+                             const std::string& actor = {}) {
+    std::uint64_t n = 0;
+    for (const auto& rec : test::audit_with_action(reader, action)) {
+        if (actor.empty() || test::str(rec, "actor") == actor) n += events_in(rec);
+    }
+    return n;
+}
+
+// A clean stop writes the pending tallies; the daemon then starts again on the same store.
+void restart_cleanly(test::SignetDaemon& d) {
+    REQUIRE(d.stop().exited_with(0));
+    d.start();
 }
 
 }  // namespace
@@ -90,9 +115,13 @@ TEST_CASE("every authenticated route refuses missing, invalid and revoked creden
     }
     CHECK(routes >= 14);  // the API has at least the routes of the first release
 
-    const test::StateSnapshot after = test::snapshot(admin);
+    // Each refusal is audited: the first from this address (each minute) durably before its 401,
+    // the rest in the tally signetd writes every minute and at shutdown.
+    REQUIRE(p.daemon.stop().exited_with(0));
+    p.daemon.start();
+    ApiClient admin_again = p.api(p.admin);
+    const test::StateSnapshot after = test::snapshot(admin_again);
     test::check_unchanged(before, after);
-    // Each refusal is audited (durably, before the 401 left).
     CHECK(after.auth_failures == before.auth_failures + attempts);
 }
 
@@ -154,6 +183,7 @@ TEST_CASE("roles are enforced: signers cannot administer, admins and auditors ca
     CHECK(auditor.get("/v1/keys").status == 200);
     const ApiReply verified = auditor.post("/v1/audit/verify", json::object{});
     REQUIRE(verified.status == 200);
+    INFO(verified.describe());
     CHECK(verified.object().at("ok").as_bool());
     CHECK(signer.get(k).status == 200);
     CHECK(test::sign(signer, key_id, sign_body).contains("signature"));
@@ -178,10 +208,14 @@ TEST_CASE("a key's policy refuses other clients, other operations and unguarded 
                                    {{"operations", json::array{"verify"}}}),
                   "id");
     const std::string needs_nonce = test::str(
-        test::create_key(admin, "ecdsa-p256", "needs-nonce", {{"nonce_required", true}}), "id");
+        test::create_key(admin, "ecdsa-p256", "needs-nonce", {{"nonces", "envelope"}}), "id");
     const std::string needs_mark = test::str(
         test::create_key(admin, "ecdsa-p256", "needs-watermark", {{"watermark_required", true}}),
         "id");
+    const std::string needs_both =
+        test::str(test::create_key(admin, "ecdsa-p256", "needs-both",
+                                   {{"nonces", "envelope"}, {"watermark_required", true}}),
+                  "id");
 
     const test::StateSnapshot before = test::snapshot(admin);
     auto denied = [](ApiClient& who, const std::string& target, const json::value& body) {
@@ -203,8 +237,10 @@ TEST_CASE("a key's policy refuses other clients, other operations and unguarded 
     denied(signer, k3 + "/sign-batch", json::object{{"digests", json::array{digest}}});
     const std::string k4 = "/v1/keys/" + needs_mark;
     denied(signer, k4 + "/sign", plain);
-    denied(signer, k4 + "/sign", json::object{{"digest", digest}, {"nonce", true}});
     denied(signer, k4 + "/sign-batch", json::object{{"digests", json::array{digest}}});
+    // A nonce does not stand in for a watermark.
+    const std::string k5 = "/v1/keys/" + needs_both;
+    denied(signer, k5 + "/sign", json::object{{"digest", digest}, {"nonce", true}});
     test::check_unchanged(before, test::snapshot(admin));
 
     // The other client does not even see the key in its list.
@@ -224,6 +260,9 @@ TEST_CASE("a key's policy refuses other clients, other operations and unguarded 
     CHECK(test::sign(signer, needs_nonce, {{"digest", digest}, {"nonce", true}}).contains("nonce"));
     CHECK(test::sign(signer, needs_mark, {{"digest", digest}, {"watermark", json::array{1}}})
               .contains("signature"));
+    CHECK(test::sign(signer, needs_both,
+                     {{"digest", digest}, {"nonce", true}, {"watermark", json::array{1}}})
+              .contains("nonce"));
 }
 
 TEST_CASE("a disabled key refuses to sign with 409 and unknown keys and clients are 404",
@@ -337,14 +376,28 @@ TEST_CASE("a client registered with a certificate fingerprint authenticates by m
                                                                  {"cert_sha256", normalised}}),
                           409, "already_exists");
 
-    const std::string key_id = test::str(test::create_key(admin, "ecdsa-p256", "mtls-key"), "id");
+    const std::string key_id = test::str(
+        test::create_key(admin, "ecdsa-p256", "mtls-key", {{"nonces", "envelope"}}), "id");
     const std::string k = "/v1/keys/" + key_id + "/sign";
     ApiClient by_cert(options, "");
     test::sign(by_cert, key_id, {{"digest", test::sha256_hex("mtls")}, {"nonce", true}});
+    // The certificate together with the client's own token is fine too.
+    ApiClient cert_and_token(options, test::str(created.object(), "token"));
+    test::sign(cert_and_token, key_id, {{"digest", test::sha256_hex("both")}, {"nonce", true}});
     const auto records = test::audit_with_action(admin, "sign.nonce");
-    REQUIRE(records.size() == 1);
-    CHECK(test::str(records[0], "actor") ==
-          test::str(created.object().at("client").as_object(), "id"));
+    REQUIRE(records.size() == 2);
+    for (const auto& rec : records) {
+        CHECK(test::str(rec, "actor") ==
+              test::str(created.object().at("client").as_object(), "id"));
+    }
+    // A client registered with a certificate must present it: its token alone is not enough
+    // (a leaked token without the private key is useless).
+    ApiClient token_only(p.daemon, test::str(created.object(), "token"));
+    const ApiReply token_alone =
+        token_only.post(k, json::object{{"digest", test::sha256_hex("t")}, {"nonce", true}});
+    test::check_api_error(token_alone, 401, "unauthenticated");
+    CHECK(token_alone.error_message().find("certificate") != std::string::npos);
+    test::check_api_error(token_only.get("/v1/keys"), 401, "unauthenticated");
     // An unregistered certificate alone, or with the token of a client bound to another one, is
     // refused.
     ApiClient stranger(stranger_options, "");
@@ -459,7 +512,8 @@ TEST_CASE("refusals carry the caller's request id, and no secret reaches a log",
     const auto failures = test::audit_with_action(admin, "auth.failure");
     REQUIRE(failures.size() == 1);
     CHECK(test::str(failures[0].at("details").as_object(), "request_id") == "trace-4711");
-    CHECK(test::str(failures[0], "actor").rfind("anonymous@127.0.0.1:", 0) == 0);
+    // Named by address (not port): one tally per source however many connections it opens.
+    CHECK(test::str(failures[0], "actor") == "anonymous@127.0.0.1");
     // Secrets never appear in the daemon's log: API tokens, the setup token, the HSM PIN.
     std::string pin;
     std::ifstream(p.daemon.pin_file()) >> pin;
@@ -473,4 +527,76 @@ TEST_CASE("refusals carry the caller's request id, and no secret reaches a log",
             CHECK(json::serialize(rec).find(*token) == std::string::npos);
         }
     }
+}
+
+TEST_CASE("authentication failures are audited: the first of a minute at once, the rest tallied",
+          "[daemon][integration][auth][audit]") {
+    test::ProvisionedDaemon p;
+    ApiClient admin = p.api(p.admin);
+    REQUIRE(test::audit_with_action(admin, "auth.failure").empty());
+    ApiClient forged(p.daemon, "sgt_" + std::string(43, 'B'));
+
+    // The first failure from this address is in the log by the time its 401 arrives.
+    test::check_api_error(forged.get("/v1/keys"), 401, "unauthenticated");
+    const auto first = test::audit_with_action(admin, "auth.failure");
+    REQUIRE(first.size() == 1);
+    CHECK(test::str(first[0], "actor") == "anonymous@127.0.0.1");
+    CHECK(test::str(first[0], "outcome") == "denied");
+    CHECK(events_in(first[0]) == 1);
+    CHECK(test::str(first[0].at("details").as_object(), "reason") == "unknown API token");
+
+    // The rest of the minute's failures are counted, not written (and fsynced) one by one.
+    constexpr std::uint64_t kMore = 6;
+    for (std::uint64_t i = 0; i < kMore; ++i)
+        test::check_api_error(forged.get("/v1/keys"), 401, "unauthenticated");
+    // At most a minute boundary's new first record and one periodic tally may have been written.
+    CHECK(test::audit_with_action(admin, "auth.failure").size() <= 3);
+
+    restart_cleanly(p.daemon);
+    ApiClient admin_again = p.api(p.admin);
+    CHECK(audited_events(admin_again, "auth.failure", "anonymous@127.0.0.1") == 1 + kMore);
+    const auto records = test::audit_with_action(admin_again, "auth.failure");
+    const auto tally =
+        std::ranges::find_if(records, [](const json::object& r) { return events_in(r) > 1; });
+    REQUIRE(tally != records.end());
+    const auto& details = tally->at("details").as_object();
+    CHECK(test::str(details, "reason") == "unknown API token");
+    CHECK_FALSE(test::str(details, "minute").empty());
+    const ApiReply verified = admin_again.post("/v1/audit/verify", json::object{});
+    INFO(verified.describe());
+    REQUIRE(verified.status == 200);
+    CHECK(verified.object().at("ok").as_bool());
+}
+
+TEST_CASE("refusals of authenticated callers are tallied as access.denied records with a count",
+          "[daemon][integration][auth][audit]") {
+    test::ProvisionedDaemon p;
+    ApiClient admin = p.api(p.admin);
+    ApiClient signer = p.api(p.signer);
+    const auto other = test::create_client(admin, "signer-2", "signer");
+    const std::string key_id = test::str(
+        test::create_key(admin, "ecdsa-p256", "not-yours", {{"clients", json::array{other.id}}}),
+        "id");
+    const std::string k = "/v1/keys/" + key_id;
+    const json::object body{{"digest", test::sha256_hex("denied")}};
+
+    constexpr std::uint64_t kPolicy = 3;
+    for (std::uint64_t i = 0; i < kPolicy; ++i)
+        test::check_api_error(signer.post(k + "/sign", body), 403, "policy_denied");
+    test::check_api_error(admin.post(k + "/sign", body), 403, "forbidden");
+
+    restart_cleanly(p.daemon);
+    ApiClient admin_again = p.api(p.admin);
+    CHECK(audited_events(admin_again, "access.denied", p.signer.id) == kPolicy);
+    CHECK(audited_events(admin_again, "access.denied", p.admin.id) == 1);
+    for (const auto& rec : test::audit_with_action(admin_again, "access.denied")) {
+        INFO(json::serialize(rec));
+        CHECK(test::str(rec, "subject") == key_id);
+        CHECK(test::str(rec, "outcome") == "denied");
+        const std::string reason = test::str(rec.at("details").as_object(), "reason");
+        CHECK(reason.rfind(test::str(rec, "actor") == p.admin.id ? "forbidden: " : "policy: ", 0) ==
+              0);
+    }
+    // Nothing else was refused (the other signer did nothing).
+    CHECK(audited_events(admin_again, "access.denied") == kPolicy + 1);
 }

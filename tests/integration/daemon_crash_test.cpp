@@ -59,6 +59,26 @@ CounterAudit counter_audit(ApiClient& admin, const std::string& key_id) {
     return a;
 }
 
+// CHECKs G2 and the gap rule for values 1..max over acknowledged reservations `acked` of a
+// "reserved" key: each acknowledged one audited, every lower value reserved or a gap, once.
+void check_reservations_accounted(const CounterAudit& a, const std::set<std::uint64_t>& acked) {
+    std::vector<std::string> problems;
+    for (const std::uint64_t n : acked) {
+        if (!a.reserved_values.count(n))
+            problems.push_back("acknowledged reservation " + std::to_string(n) + " is not audited");
+    }
+    const std::uint64_t max = acked.empty() ? 0 : *acked.rbegin();
+    for (std::uint64_t v = 1; v <= max && problems.size() < 20; ++v) {
+        const auto uses = a.reserved_values.count(v) + a.signed_values.count(v) + a.gaps.count(v);
+        if (uses != 1) {
+            problems.push_back("value " + std::to_string(v) + ": reserved, signed or a gap " +
+                               std::to_string(uses) + " times");
+        }
+    }
+    INFO(test::joined(problems));
+    CHECK(problems.empty());
+}
+
 // CHECKs G2 and the gap rule for values 1..max over acknowledged nonces `acked`.
 void check_accounted(const CounterAudit& a, const std::set<std::uint64_t>& acked) {
     std::vector<std::string> problems;
@@ -105,8 +125,7 @@ TEST_CASE("kill -9 during nonce load: no nonce twice, acknowledged ones durable,
           "[daemon][integration][crash][nonce]") {
     test::ProvisionedDaemon p;
     ApiClient setup = p.api(p.admin);
-    const auto key =
-        test::create_key(setup, "ecdsa-p256", "crash-nonce", {{"nonce_required", true}});
+    const auto key = test::create_key(setup, "ecdsa-p256", "crash-nonce", {{"nonces", "envelope"}});
     const std::string key_id = test::str(key, "id");
     const signet::Bytes spki =
         test::spki_of_pem(test::str(key.at("public_key").as_object(), "pem"));
@@ -271,7 +290,8 @@ TEST_CASE("kill -9 while reserved nonces are consumed: each reservation is used 
     test::ProvisionedDaemon p;
     ApiClient admin = p.api(p.admin);
     const auto other_cred = test::create_client(admin, "signer-2", "signer");
-    const std::string key_id = test::str(test::create_key(admin, "ecdsa-p256", "account"), "id");
+    const std::string key_id =
+        test::str(test::create_key(admin, "ecdsa-p256", "account", {{"nonces", "reserved"}}), "id");
     const std::string base = "/v1/keys/" + key_id;
     ApiClient signer = p.api(p.signer);
     ApiClient other = p.api(other_cred);
@@ -294,13 +314,27 @@ TEST_CASE("kill -9 while reserved nonces are consumed: each reservation is used 
     REQUIRE(first.status == 200);
     CHECK(test::u64(first.object(), "nonce") == mine[0]);
 
-    // Consume the rest one by one while other clients draw nonces from the same counter; crash.
-    test::NonceLoad load(p.daemon.client_options(), p.signer.token, key_id,
-                         {.threads = 4, .per_thread = 500, .salt = "load"});
+    // Consume the rest one by one while other clients reserve nonces from the same counter (a
+    // "reserved" key signs nothing else); crash.
+    constexpr int kReservers = 4;
+    std::vector<std::vector<std::uint64_t>> load_reserved(kReservers);  // read after join
+    std::atomic<std::size_t> load_acked{0};
+    std::vector<std::thread> load;
+    for (int t = 0; t < kReservers; ++t) {
+        load.emplace_back([&, t] {
+            ApiClient api(p.daemon.client_options(), other_cred.token);
+            for (int i = 0; i < 500; ++i) {
+                auto r = api.try_request("POST", base + "/nonces");
+                if (!r || r->status != 201) return;
+                load_reserved[static_cast<std::size_t>(t)].push_back(
+                    test::u64(r->object(), "nonce"));
+                ++load_acked;
+            }
+        });
+    }
     std::set<std::uint64_t> acked_consumed{mine[0]};  // written by the consumer, read after join
     std::atomic<std::size_t> consumed_count{1};
     std::atomic<bool> consumer_done{false};
-    load.start();
     std::thread consumer([&] {
         ApiClient api(p.daemon.client_options(), p.signer.token);
         for (std::size_t i = 1; i < mine.size(); ++i) {
@@ -317,14 +351,15 @@ TEST_CASE("kill -9 while reserved nonces are consumed: each reservation is used 
         }
         consumer_done = true;
     });
-    REQUIRE(load.wait_acked(60, 60s));
-    const auto until = std::chrono::steady_clock::now() + 30s;
-    while (consumed_count < 8 && !consumer_done && std::chrono::steady_clock::now() < until) {
+    const auto until = std::chrono::steady_clock::now() + 60s;
+    while ((load_acked < 60 || (consumed_count < 8 && !consumer_done)) &&
+           std::chrono::steady_clock::now() < until) {
         std::this_thread::sleep_for(5ms);
     }
+    REQUIRE(load_acked >= 60);
     p.daemon.kill9();
     consumer.join();
-    load.join();
+    for (auto& t : load) t.join();
 
     p.daemon.start();
     ApiClient admin2 = p.api(p.admin);
@@ -348,14 +383,28 @@ TEST_CASE("kill -9 while reserved nonces are consumed: each reservation is used 
     CHECK(consume(signer2, kept).status == 200);
     test::check_api_error(consume(signer2, kept), 409, "reservation_invalid");
 
-    // No assigned nonce ever equals a reserved one, and new values are above everything.
-    const auto acked = acked_nonces(load.ops());
+    // No two reservations share a value, and new values are above everything.
+    std::set<std::uint64_t> acked;
+    std::size_t load_total = 0;
+    for (const auto& r : load_reserved) {
+        CHECK(std::ranges::is_sorted(r));
+        load_total += r.size();
+        acked.insert(r.begin(), r.end());
+    }
+    CHECK(acked.size() == load_total);
     for (const std::uint64_t n : mine) CHECK(acked.count(n) == 0);
+    CHECK(acked.count(theirs) == 0);
+    CHECK(acked.count(kept) == 0);
     const std::uint64_t fresh = reserve(signer2);
     CHECK(fresh > std::max(*acked.rbegin(), kept));
+    // Outstanding: the load's durable reservations (every one of mine, theirs and kept is now
+    // consumed) and `fresh`.
     const ApiReply c = admin2.get(base + "/counter");
     REQUIRE(c.status == 200);
-    CHECK(test::u64(c.object(), "reserved_outstanding") == 1);  // `fresh`
-    check_accounted(counter_audit(admin2, key_id), acked);
+    CHECK(test::u64(c.object(), "reserved_outstanding") ==
+          audit.reserved_values.size() - mine.size() - 2 + 1);
+    acked.insert(mine.begin(), mine.end());
+    acked.insert({theirs, kept});
+    check_reservations_accounted(counter_audit(admin2, key_id), acked);
     check_audit_chain(admin2);
 }

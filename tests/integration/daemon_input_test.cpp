@@ -52,7 +52,13 @@ TEST_CASE("malformed JSON, wrong types and unknown fields are 400 bad_request an
         {"policy typo", "POST", "/v1/keys",
          R"({"algorithm":"ecdsa-p256","label":"x","policy":{"nonce_requird":true}})"},
         {"policy flag not bool", "POST", "/v1/keys",
-         R"({"algorithm":"ecdsa-p256","label":"x","policy":{"nonce_required":1}})"},
+         R"({"algorithm":"ecdsa-p256","label":"x","policy":{"watermark_required":1}})"},
+        {"the former nonce_required member", "POST", "/v1/keys",
+         R"({"algorithm":"ecdsa-p256","label":"x","policy":{"nonce_required":true}})"},
+        {"unknown nonce mode", "POST", "/v1/keys",
+         R"({"algorithm":"ecdsa-p256","label":"x","policy":{"nonces":"always"}})"},
+        {"nonce mode not a string", "POST", "/v1/keys",
+         R"({"algorithm":"ecdsa-p256","label":"x","policy":{"nonces":true}})"},
         {"negative rate", "PUT", k + "/policy", R"({"rate_limit":{"per_second":-1}})"},
         {"clients not an array", "PUT", k + "/policy", R"({"clients":"cl_x"})"},
         {"unknown operation", "PUT", k + "/policy", R"({"operations":["sign","export"]})"},
@@ -61,6 +67,15 @@ TEST_CASE("malformed JSON, wrong types and unknown fields are 400 bad_request an
         {"client unknown member", "POST", "/v1/clients",
          R"({"name":"x","role":"signer","admin":true})"},
         {"client bad JSON", "POST", "/v1/clients", "name=x&role=signer"},
+        // Routes without parameters refuse a body that has some: a field sent to them is a
+        // mistake (and a disable or destroy must not go ahead on a misunderstanding).
+        {"disable takes no fields", "POST", k + "/disable", R"({"force":true})"},
+        {"destroy takes no fields", "DELETE", k, R"({"force":true})"},
+        {"revoke takes no fields", "POST", "/v1/clients/" + p.signer.id + "/revoke",
+         R"({"reason":"x"})"},
+        {"audit verify takes no fields", "POST", "/v1/audit/verify", R"({"full":true})"},
+        {"audit tail: unknown query parameter", "GET", "/v1/audit?after=0&limt=5", ""},
+        {"audit tail: only unknown query parameters", "GET", "/v1/audit?from=1", ""},
     };
     check_all(admin, admin_requests, 400, "bad_request");
     const std::vector<BadRequest> signer_requests = {
@@ -89,6 +104,7 @@ TEST_CASE("malformed JSON, wrong types and unknown fields are 400 bad_request an
         {"batch takes no nonce", "POST", k + "/sign-batch",
          R"({"digests":[)" + dq + R"(],"nonce":true})"},
         {"batch bad JSON", "POST", k + "/sign-batch", "[[["},
+        {"reserve takes no fields", "POST", k + "/nonces", R"({"count":5})"},
         {"verify without signature", "POST", k + "/verify", R"({"digest":)" + dq + "}"},
         {"verify signature is a number", "POST", k + "/verify",
          R"({"digest":)" + dq + R"(,"signature":1})"},
@@ -106,6 +122,11 @@ TEST_CASE("malformed JSON, wrong types and unknown fields are 400 bad_request an
         "invalid_argument");
     test::check_api_error(admin.get("/v1/audit?after=x"), 400, "bad_request");
     test::check_unchanged(before, test::snapshot(admin));
+    // The same routes with an empty object, or no body, still work.
+    CHECK(admin.get("/v1/audit?after=0&limit=1").status == 200);
+    CHECK(admin.post("/v1/audit/verify", json::object{}).status == 200);
+    CHECK(admin.request("POST", k + "/disable").status == 200);
+    CHECK(admin.request("DELETE", k, "{}").status == 204);
 }
 
 TEST_CASE("oversized bodies and batches are 413, impossible requests 422",
@@ -171,21 +192,46 @@ TEST_CASE("a key over its rate limit answers 429 rate_limited with Retry-After",
     test::ProvisionedDaemon p;
     ApiClient admin = p.api(p.admin);
     ApiClient signer = p.api(p.signer);
-    // One token per 1000 s: the bucket does not refill during the test.
-    const json::object limited{{"rate_limit", json::object{{"per_second", 0.001}, {"burst", 2}}}};
-    const std::string key_id =
-        test::str(test::create_key(admin, "ecdsa-p256", "rate-key", limited), "id");
+    // One token per 1000 s: the bucket does not refill during the test. One key per nonce mode
+    // (each signs only its own kind of request), each bucket emptied by two accepted requests.
+    const json::object limit{{"per_second", 0.001}, {"burst", 2}};
+    auto limited = [&](const std::string& label, const std::string& nonces) {
+        return test::str(test::create_key(admin, "ecdsa-p256", label,
+                                          {{"rate_limit", limit}, {"nonces", nonces}}),
+                         "id");
+    };
+    const std::string key_id = limited("rate-key", "none");
+    const std::string envelope_id = limited("rate-envelope", "envelope");
+    const std::string reserved_id = limited("rate-reserved", "reserved");
     const std::string k = "/v1/keys/" + key_id;
+    const std::string ke = "/v1/keys/" + envelope_id;
+    const std::string kr = "/v1/keys/" + reserved_id;
     const json::object body{{"digest", test::sha256_hex("rate")}};
+    const json::object envelope_body{{"digest", test::sha256_hex("rate")}, {"nonce", true}};
     test::sign(signer, key_id, body);
     test::sign(signer, key_id, body);
+    test::sign(signer, envelope_id, envelope_body);
+    test::sign(signer, envelope_id, envelope_body);
+    const ApiReply reservation = signer.post(kr + "/nonces", json::object{});
+    REQUIRE(reservation.status == 201);
+    REQUIRE(signer.post(kr + "/nonces", json::object{}).status == 201);
+    const std::uint64_t reserved = test::u64(reservation.object(), "nonce");
 
     const test::StateSnapshot before = test::snapshot(admin);
+    // A batch larger than the burst could never pass the bucket: 413, not 429 for ever.
+    const ApiReply too_big = signer.post(
+        k + "/sign-batch",
+        json::object{{"digests", json::array{test::sha256_hex("1"), test::sha256_hex("2"),
+                                             test::sha256_hex("3")}}});
+    test::check_api_error(too_big, 413, "payload_too_large");
+    CHECK(too_big.error_message().find("burst") != std::string::npos);
     for (const auto& [target, b] : std::vector<std::pair<std::string, json::value>>{
              {k + "/sign", body},
-             {k + "/sign", json::object{{"digest", test::sha256_hex("rate")}, {"nonce", true}}},
+             {ke + "/sign", envelope_body},
              {k + "/sign-batch", json::object{{"digests", json::array{test::sha256_hex("rate")}}}},
-             {k + "/nonces", json::object{}}}) {
+             {kr + "/nonces", json::object{}},
+             {kr + "/sign",
+              json::object{{"digest", test::sha256_hex("rate")}, {"reserved_nonce", reserved}}}}) {
         INFO(target);
         const ApiReply r = signer.post(target, b);
         test::check_api_error(r, 429, "rate_limited");
@@ -198,6 +244,37 @@ TEST_CASE("a key over its rate limit answers 429 rate_limited with Retry-After",
     const ApiReply lifted = admin.put(k + "/policy", json::object{});
     REQUIRE(lifted.status == 200);
     test::sign(signer, key_id, body);
+}
+
+TEST_CASE("a batch larger than the key's rate-limit burst is 413 and costs the key nothing",
+          "[daemon][integration][input][rate]") {
+    test::ProvisionedDaemon p;
+    ApiClient admin = p.api(p.admin);
+    ApiClient signer = p.api(p.signer);
+    // Burst 3, one token per 1000 s: the bucket does not refill during the test.
+    const std::string key_id = test::str(
+        test::create_key(admin, "ecdsa-p256", "burst-key",
+                         {{"rate_limit", json::object{{"per_second", 0.001}, {"burst", 3}}}}),
+        "id");
+    const std::string batch_path = "/v1/keys/" + key_id + "/sign-batch";
+    auto batch = [&](int n) {
+        json::array digests;
+        for (int i = 0; i < n; ++i) digests.emplace_back(test::sha256_hex(std::to_string(i)));
+        return signer.post(batch_path, json::object{{"digests", std::move(digests)}});
+    };
+
+    const test::StateSnapshot before = test::snapshot(admin);
+    const ApiReply too_big = batch(4);
+    test::check_api_error(too_big, 413, "payload_too_large");
+    CHECK(too_big.error_message().find("burst of 3") != std::string::npos);
+    test::check_unchanged(before, test::snapshot(admin));
+
+    // The whole burst is still there: a batch of exactly the burst passes, then the key is empty.
+    const ApiReply full = batch(3);
+    INFO(full.describe());
+    REQUIRE(full.status == 200);
+    CHECK(full.object().at("signatures").as_array().size() == 3);
+    test::check_api_error(batch(1), 429, "rate_limited");
 }
 
 TEST_CASE("unknown paths are 404 not_found and wrong methods 405 with Allow",

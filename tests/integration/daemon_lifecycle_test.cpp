@@ -201,10 +201,12 @@ TEST_CASE("signing is refused with 503 not_ready until the HSM self-test has pas
     ApiClient signer(d, test::create_client(admin, "early-signer", "signer").token);
     ApiClient anon(d);
     const std::string key_id = test::str(test::create_key(admin, "ecdsa-p256", "early"), "id");
+    const std::string reserved_id = test::str(
+        test::create_key(admin, "ecdsa-p256", "early-reserved", {{"nonces", "reserved"}}), "id");
     const ApiReply ready = anon.get("/v1/health/ready");
     const json::object body{{"digest", test::sha256_hex("early")}};
     const ApiReply early = signer.post("/v1/keys/" + key_id + "/sign", body);
-    const ApiReply early_nonce = signer.post("/v1/keys/" + key_id + "/nonces", json::object{});
+    const ApiReply early_nonce = signer.post("/v1/keys/" + reserved_id + "/nonces", json::object{});
     const ApiReply still = anon.get("/v1/health/ready");
     if (still.status == 200) {
         WARN("the self-test finished before the requests; nothing was proven this time");
@@ -217,7 +219,7 @@ TEST_CASE("signing is refused with 503 not_ready until the HSM self-test has pas
     }
     REQUIRE(d.wait_ready(30s));
     test::sign(signer, key_id, body);
-    const ApiReply c = signer.get("/v1/keys/" + key_id + "/counter");
+    const ApiReply c = signer.get("/v1/keys/" + reserved_id + "/counter");
     REQUIRE(c.status == 200);
     CHECK(test::u64(c.object(), "last_issued") == 0);  // the refused reservation allocated nothing
 }

@@ -67,8 +67,7 @@ TEST_CASE("eight clients signing with nonces on one key get unique, real-time or
           "[daemon][integration][nonce][concurrency]") {
     test::ProvisionedDaemon p;
     ApiClient admin = p.api(p.admin);
-    const auto key =
-        test::create_key(admin, "ecdsa-p256", "concurrent", {{"nonce_required", true}});
+    const auto key = test::create_key(admin, "ecdsa-p256", "concurrent", {{"nonces", "envelope"}});
     const std::string key_id = test::str(key, "id");
     const std::string pem = test::str(key.at("public_key").as_object(), "pem");
 
@@ -99,30 +98,52 @@ TEST_CASE("eight clients signing with nonces on one key get unique, real-time or
     CHECK(v.object().at("ok").as_bool());
 }
 
-TEST_CASE("reservations and assigned nonces share one counter without collisions",
+TEST_CASE("racing reservations and their signatures never collide, and each key counts alone",
           "[daemon][integration][nonce][concurrency]") {
+    // A key either signs appliance-assigned envelopes or consumes reservations, never both (its
+    // "nonces" mode): reservations race on one key while envelope signers load two others.
     test::ProvisionedDaemon p;
     ApiClient admin = p.api(p.admin);
-    const auto key = test::create_key(admin, "ecdsa-p256", "shared-counter");
-    const std::string key_id = test::str(key, "id");
-    const auto other = test::str(test::create_key(admin, "ecdsa-p256", "other-counter"), "id");
+    const std::string key_id = test::str(
+        test::create_key(admin, "ecdsa-p256", "reserved-counter", {{"nonces", "reserved"}}), "id");
+    const auto envelope = test::str(
+        test::create_key(admin, "ecdsa-p256", "envelope-counter", {{"nonces", "envelope"}}), "id");
+    const auto other = test::str(
+        test::create_key(admin, "ecdsa-p256", "other-counter", {{"nonces", "envelope"}}), "id");
 
-    test::NonceLoad load(p.daemon.client_options(), p.signer.token, key_id,
+    test::NonceLoad load(p.daemon.client_options(), p.signer.token, envelope,
                          {.threads = 4, .per_thread = 40});
     test::NonceLoad elsewhere(p.daemon.client_options(), p.signer.token, other,
                               {.threads = 2, .per_thread = 40, .salt = "other"});
-    constexpr int kReservers = 2, kReservations = 30;
-    std::vector<std::vector<std::uint64_t>> reserved(kReservers);
+    constexpr int kReservers = 4, kReservations = 30;
+    std::vector<std::vector<std::uint64_t>> reserved(kReservers), consumed(kReservers);
+    std::vector<std::string> failures(kReservers);  // each thread's first unexpected reply
     std::vector<std::thread> reservers;
     load.start();
     elsewhere.start();
     for (int t = 0; t < kReservers; ++t) {
         reservers.emplace_back([&, t] {
+            const auto ti = static_cast<std::size_t>(t);
             ApiClient api(p.daemon.client_options(), p.signer.token);
             for (int i = 0; i < kReservations; ++i) {
                 auto r = api.try_request("POST", "/v1/keys/" + key_id + "/nonces");
-                if (!r || r->status != 201) break;
-                reserved[static_cast<std::size_t>(t)].push_back(test::u64(r->object(), "nonce"));
+                if (!r || r->status != 201) {
+                    failures[ti] =
+                        r ? std::to_string(r->status) + " " + r->body : r.error().message();
+                    break;
+                }
+                const std::uint64_t n = test::u64(r->object(), "nonce");
+                reserved[ti].push_back(n);
+                if (i % 2 != 0) continue;  // every other reservation is signed with at once
+                const std::string body = json::serialize(json::object{
+                    {"digest", test::sha256_hex("r" + std::to_string(n))}, {"reserved_nonce", n}});
+                auto s = api.try_request("POST", "/v1/keys/" + key_id + "/sign", body);
+                if (s && s->status == 200 && test::u64(s->object(), "nonce") == n) {
+                    consumed[ti].push_back(n);
+                } else if (failures[ti].empty()) {
+                    failures[ti] =
+                        s ? std::to_string(s->status) + " " + s->body : s.error().message();
+                }
             }
         });
     }
@@ -130,20 +151,26 @@ TEST_CASE("reservations and assigned nonces share one counter without collisions
     load.join();
     elsewhere.join();
 
-    std::vector<std::uint64_t> all = nonces_of(load.ops());
-    REQUIRE(all.size() == 160);
-    for (const auto& r : reserved) {
-        REQUIRE(r.size() == kReservations);
-        CHECK(std::ranges::is_sorted(r));
-        all.insert(all.end(), r.begin(), r.end());
+    std::vector<std::uint64_t> all;
+    std::size_t signed_count = 0;
+    for (std::size_t t = 0; t < reserved.size(); ++t) {
+        INFO("reserver " << t << ": " << failures[t]);
+        REQUIRE(reserved[t].size() == kReservations);
+        CHECK(consumed[t].size() == kReservations / 2);
+        signed_count += consumed[t].size();
+        CHECK(std::ranges::is_sorted(reserved[t]));
+        all.insert(all.end(), reserved[t].begin(), reserved[t].end());
     }
     std::ranges::sort(all);
-    CHECK(all == one_to(160 + kReservers * kReservations));
-    // The other key's counter is its own.
+    CHECK(all == one_to(kReservers * kReservations));
+    // The envelope keys' counters are their own.
+    CHECK(nonces_of(load.ops()) == one_to(160));
     CHECK(nonces_of(elsewhere.ops()) == one_to(80));
     const test::ApiReply c = admin.get("/v1/keys/" + key_id + "/counter");
     REQUIRE(c.status == 200);
-    CHECK(test::u64(c.object(), "reserved_outstanding") == kReservers * kReservations);
+    CHECK(test::u64(c.object(), "reserved_outstanding") ==
+          kReservers * kReservations - signed_count);
+    CHECK(audited_nonces(admin, "sign.nonce", key_id).size() == signed_count);
 }
 
 TEST_CASE("racing signers at one watermark: exactly one payload is signed per height",

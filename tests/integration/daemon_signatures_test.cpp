@@ -32,8 +32,8 @@ struct Key {
     std::string pem;
 };
 
-Key make_key(ApiClient& admin, const std::string& algorithm) {
-    const auto k = test::create_key(admin, algorithm, "sig-" + algorithm);
+Key make_key(ApiClient& admin, const std::string& algorithm, const std::string& nonces = "none") {
+    const auto k = test::create_key(admin, algorithm, "sig-" + algorithm, {{"nonces", nonces}});
     return {test::str(k, "id"), *signet::pkcs11::parse_algorithm(algorithm),
             test::str(k.at("public_key").as_object(), "pem")};
 }
@@ -190,7 +190,7 @@ TEST_CASE("nonce-bound signatures cover the documented envelope",
     ApiClient signer = p.api(p.signer);
 
     SECTION("ecdsa-p256 over a client digest, nonces 1, 2, 3") {
-        const Key k = make_key(admin, "ecdsa-p256");
+        const Key k = make_key(admin, "ecdsa-p256", "envelope");
         for (std::uint64_t n = 1; n <= 3; ++n) {
             const Bytes payload = test::oracle_sha256(bytes_of("payload " + std::to_string(n)));
             const json::object s =
@@ -211,7 +211,7 @@ TEST_CASE("nonce-bound signatures cover the documented envelope",
         CHECK(test::audit_with_action(admin, "sign.nonce").size() == 3);
     }
     SECTION("ed25519 over a message binds the message's SHA-256") {
-        const Key k = make_key(admin, "ed25519");
+        const Key k = make_key(admin, "ed25519", "envelope");
         const Bytes msg = bytes_of("validator attestation");
         const json::object s = test::sign(signer, k.id, {{"message", hex(msg)}, {"nonce", true}});
         const Bytes envelope =
@@ -221,7 +221,7 @@ TEST_CASE("nonce-bound signatures cover the documented envelope",
                                        test::unhex(test::str(s, "signature"))));
     }
     SECTION("rsa-2048 PSS") {
-        const Key k = make_key(admin, "rsa-2048");
+        const Key k = make_key(admin, "rsa-2048", "envelope");
         const Bytes payload = test::oracle_sha256(bytes_of("release-1.0.tar.gz"));
         const json::object s = test::sign(
             signer, k.id, {{"digest", hex(payload)}, {"nonce", true}, {"rsa_padding", "pss"}});
@@ -231,7 +231,7 @@ TEST_CASE("nonce-bound signatures cover the documented envelope",
                                        test::unhex(test::str(s, "signature")), true));
     }
     SECTION("secp256k1 eth over keccak256 recovers the key's address from the envelope digest") {
-        const Key k = make_key(admin, "ecdsa-secp256k1");
+        const Key k = make_key(admin, "ecdsa-secp256k1", "envelope");
         const Bytes msg = bytes_of("eth payload");
         const json::object s = test::sign(
             signer, k.id,

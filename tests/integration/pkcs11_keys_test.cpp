@@ -322,3 +322,81 @@ TEST_CASE("RSA public keys carry the generated modulus size and exponent 65537",
     CHECK(parts->public_exponent == Bytes{1, 0, 1});
     CHECK_OK(p11::check_spki(a, key.spki_der));
 }
+
+namespace {
+
+// How many data objects on the token carry CKA_APPLICATION = `name`, counted with raw Cryptoki.
+std::size_t data_objects_named(p11::KeyStore& keys, const std::string& name) {
+    std::size_t n = 0;
+    const auto r =
+        keys.token().run("count data objects", [&](p11::Session& s) -> signet::Result<void> {
+            CK_OBJECT_CLASS cls = CKO_DATA;
+            std::string app = name;
+            CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls},
+                                   {CKA_APPLICATION, app.data(), app.size()}};
+            CK_RV rv = s.fn().C_FindObjectsInit(s.handle(), tmpl, 2);
+            if (rv != CKR_OK) return p11::ck_error(rv, "C_FindObjectsInit");
+            CK_OBJECT_HANDLE found[16];
+            CK_ULONG count = 0;
+            rv = s.fn().C_FindObjects(s.handle(), found, 16, &count);
+            (void)s.fn().C_FindObjectsFinal(s.handle());
+            if (rv != CKR_OK) return p11::ck_error(rv, "C_FindObjects");
+            n = count;
+            return signet::ok();
+        });
+    REQUIRE_OK(r);
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("internal data objects are absent until written, overwritten in place and persist",
+          "[pkcs11][integration]") {
+    const std::string name = "signet.test.anchor";
+    const Bytes first{0, 0, 0, 0, 0, 0, 0, 7, 0xaa, 0xbb};
+    const Bytes second(40, 0x5c);
+    {
+        const auto keys = test::test_hsm().key_store(test::kTokenA);
+        const auto absent = keys->read_internal_data(name);
+        REQUIRE_OK(absent);
+        CHECK_FALSE(absent->has_value());
+
+        REQUIRE_OK(keys->write_internal_data(name, first));
+        auto got = keys->read_internal_data(name);
+        REQUIRE_OK(got);
+        REQUIRE(got->has_value());
+        CHECK(**got == first);
+
+        // Overwritten, not added to: one object, holding the new value.
+        REQUIRE_OK(keys->write_internal_data(name, second));
+        got = keys->read_internal_data(name);
+        REQUIRE_OK(got);
+        REQUIRE(got->has_value());
+        CHECK(**got == second);
+        CHECK(data_objects_named(*keys, name) == 1);
+        // Other names are separate.
+        const auto other = keys->read_internal_data("signet.test.other");
+        REQUIRE_OK(other);
+        CHECK_FALSE(other->has_value());
+    }
+    // Another KeyStore on the same token (a restarted appliance) reads it back, and the data
+    // object does not disturb the internal keys or the key list.
+    const auto again = test::test_hsm().key_store(test::kTokenA);
+    const auto internal_key =
+        again->find_or_generate_internal("signet.test.key", Algorithm::ecdsa_p256);
+    REQUIRE_OK(internal_key);
+    const auto got = again->read_internal_data(name);
+    REQUIRE_OK(got);
+    REQUIRE(got->has_value());
+    CHECK(**got == second);
+    REQUIRE_OK(again->write_internal_data(name, first));
+    const auto third = test::test_hsm().key_store(test::kTokenA);
+    const auto back = third->read_internal_data(name);
+    REQUIRE_OK(back);
+    REQUIRE(back->has_value());
+    CHECK(**back == first);
+    CHECK(data_objects_named(*third, name) == 1);
+    const auto listed = third->list();
+    REQUIRE_OK(listed);
+    for (const auto& k : *listed) CHECK(k.label.rfind("signet.", 0) != 0);
+}

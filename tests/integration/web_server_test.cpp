@@ -37,6 +37,37 @@ std::string header(const Response& r, const std::string& name) {
     return it == r.headers.end() ? std::string() : it->second;
 }
 
+// Tells I/O threads from the others: an inline route (which always runs on an I/O thread) records
+// the thread that ran it; handlers ask whether they run on one of those.
+class IoThreadProbe {
+public:
+    // Adds GET /mark to `fx` (before start()).
+    void install(ServerFixture& fx) {
+        fx.router->add({"GET", "/mark", "GET /mark", Execution::inline_, [this](Request& req) {
+                            const std::lock_guard lock(mu_);
+                            seen_.insert(std::this_thread::get_id());
+                            return echo(req);
+                        }});
+    }
+    // Sends `n` requests to /mark, so that every I/O thread is likely to have answered one.
+    void mark(const ServerFixture& fx, int n) {
+        for (int i = 0; i < n; ++i)
+            REQUIRE_OK(HttpClient(fx.client_options()).request("GET", "/mark"));
+    }
+    [[nodiscard]] bool on_io_thread() {
+        const std::lock_guard lock(mu_);
+        return seen_.contains(std::this_thread::get_id());
+    }
+    [[nodiscard]] std::size_t io_threads_seen() {
+        const std::lock_guard lock(mu_);
+        return seen_.size();
+    }
+
+private:
+    std::mutex mu_;
+    std::set<std::thread::id> seen_;  // guarded by mu_
+};
+
 }  // namespace
 
 TEST_CASE("a keep-alive connection carries several GET and POST requests", "[web][integration]") {
@@ -400,8 +431,7 @@ TEST_CASE(
     "[web][integration]") {
     ServerFixture fx;
     Gate gate;
-    std::mutex mu;
-    std::set<std::thread::id> io_threads_seen;  // guarded by mu
+    IoThreadProbe probe;
     std::atomic<int> on_io{0};
     fx.router->add({"POST", "/fast", "POST /fast", Execution::worker,
                     [&](Request& req) {
@@ -410,21 +440,16 @@ TEST_CASE(
                     },
                     [](const Request& req) { return req.body != "slow"; }});
     fx.router->add({"GET", "/where", "GET /where", Execution::worker, [&](Request& req) {
-                        const std::lock_guard lock(mu);
-                        if (io_threads_seen.contains(std::this_thread::get_id())) ++on_io;
+                        if (probe.on_io_thread()) ++on_io;
                         return echo(req);
                     }});
     fx.add("GET", "/health", echo, Execution::inline_);
-    fx.router->add({"GET", "/mark", "GET /mark", Execution::inline_, [&](Request& req) {
-                        const std::lock_guard lock(mu);
-                        io_threads_seen.insert(std::this_thread::get_id());
-                        return echo(req);
-                    }});
+    probe.install(fx);
     ServerOptions o;
     o.io_threads = 2;  // budget: one fast-path handler at a time, one I/O thread kept free
     o.worker_threads = 2;
     fx.start(o);
-    for (int i = 0; i < 8; ++i) REQUIRE_OK(HttpClient(fx.client_options()).request("GET", "/mark"));
+    probe.mark(fx, 8);
 
     // A stuck fast-path handler (an HSM that stalls) holds one I/O thread...
     auto stuck = std::async(std::launch::async, [&] {
@@ -454,4 +479,36 @@ TEST_CASE(
     // A worker route without a fast path never runs on an I/O thread.
     for (int i = 0; i < 4; ++i) REQUIRE_OK(client.request("GET", "/where"));
     CHECK(on_io == 0);
+}
+
+TEST_CASE("with one I/O thread there is no inline budget: fast-path requests run on the workers",
+          "[web][integration]") {
+    ServerFixture fx;
+    IoThreadProbe probe;
+    std::atomic<int> fast{0}, fast_on_io{0};
+    fx.router->add({"POST", "/fast", "POST /fast", Execution::worker,
+                    [&](Request& req) {
+        ++fast;
+        if (probe.on_io_thread()) ++fast_on_io;
+        return echo(req);
+                    },
+                    [](const Request&) { return true; }});
+    probe.install(fx);
+    ServerOptions o;
+    o.io_threads = 1;  // the only I/O thread must stay free for health checks
+    o.worker_threads = 2;
+    SECTION("default budget") { o.max_inline_fast = 0; }
+    SECTION("a budget larger than the I/O threads is capped") { o.max_inline_fast = 4; }
+    fx.start(o);
+    probe.mark(fx, 1);
+    REQUIRE(probe.io_threads_seen() == 1);
+
+    HttpClient client(fx.client_options());
+    for (int i = 0; i < 4; ++i) {
+        const auto r = client.request("POST", "/fast", "x");
+        REQUIRE_OK(r);
+        CHECK(r->status == 200);
+    }
+    CHECK(fast == 4);
+    CHECK(fast_on_io == 0);
 }

@@ -232,8 +232,12 @@ StateSnapshot snapshot(ApiClient& admin) {
     for (const auto& rec : audit_records(admin)) {
         const std::string action = str(rec, "action");
         if (action == "auth.failure") {
-            ++s.auth_failures;
-        } else if (action != "sign.plain") {
+            // A tally record stands for "count" failures; one audited at once for itself.
+            const auto& details = rec.at("details");
+            s.auth_failures += details.is_object() && details.as_object().contains("count")
+                                   ? u64(details.as_object(), "count")
+                                   : 1;
+        } else if (action != "sign.plain" && action != "access.denied") {
             s.audit.push_back(json::serialize(rec));
         }
     }

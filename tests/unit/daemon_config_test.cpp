@@ -54,6 +54,15 @@ sd::Config valid_config() {
     return *c;
 }
 
+// CHECKs that validate() refuses `c` with invalid_argument and a message naming `option`.
+void check_invalid(const sd::Config& c, const std::string& option) {
+    const auto r = sd::validate(c);
+    REQUIRE_FALSE(r.has_value());
+    INFO(r.error().message());
+    CHECK(r.error().is(Errc::invalid_argument));
+    CHECK(r.error().message().find(option) != std::string::npos);
+}
+
 }  // namespace
 
 TEST_CASE("a complete configuration parses into every field", "[daemon][unit][config]") {
@@ -86,6 +95,9 @@ TEST_CASE("configuration mistakes are refused with the option named", "[daemon][
     check_refused("[log]\nlevel = \"verbose\"\n", {"verbose"});
     check_refused("[server\n", {"not valid TOML"});
     check_refused("server = 1\n", {"[server] must be a table"});
+    check_refused("[server]\nmax_inline_fast = -1\n", {"[server] max_inline_fast", "out of range"});
+    check_refused("[server]\nrequest_timeout_ms = -5\n",
+                  {"[server] request_timeout_ms", "out of range"});
 }
 
 TEST_CASE("validation refuses unsafe or impossible combinations", "[daemon][unit][config]") {
@@ -115,6 +127,30 @@ TEST_CASE("validation refuses unsafe or impossible combinations", "[daemon][unit
     SECTION("tiny body limit") {
         c.max_body_bytes = 100;
         CHECK_FALSE(sd::validate(c).has_value());
+    }
+    SECTION("the TLS identity on the signing token") {
+        c.identity_token_label = c.token_label;
+        check_invalid(c, "[tls] identity_token_label");
+    }
+    SECTION("a zero request timeout") {
+        c.request_timeout = std::chrono::milliseconds(0);
+        check_invalid(c, "request_timeout_ms");
+        CHECK(sd::validate(c).error().message().find("shutdown_grace") == std::string::npos);
+    }
+    SECTION("a negative shutdown grace") {
+        c.shutdown_grace = std::chrono::milliseconds(-1);
+        check_invalid(c, "shutdown_grace_ms");
+        CHECK(sd::validate(c).error().message().find("request_timeout") == std::string::npos);
+    }
+    SECTION("no listen host") {
+        // ":8443" parses (host "", port 8443); validation must not let it mean "every address".
+        auto no_host = sd::parse_config(
+            "[server]\nlisten = \":8443\"\n[hsm]\nmodule = \"m\"\ntoken_label = \"t\"\n"
+            "pin_file = \"p\"\n",
+            "test.toml");
+        REQUIRE_OK(no_host);
+        CHECK(no_host->listen_address.empty());
+        check_invalid(*no_host, "[server] listen");
     }
 }
 

@@ -1,6 +1,8 @@
 // core: SecretBuffer ownership and wiping, and reading secrets from files.
 #include "signet/core/secret_buffer.hpp"
 
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <ostream>
@@ -118,6 +120,28 @@ TEST_CASE("read_secret_file refuses a file readable by group or others and names
     CHECK_THAT(group.error().message(), Catch::Contains("mode 0640"));
 
     fs::permissions(path, kOwnerOnly, fs::perm_options::replace);
+    const auto fixed = signet::read_secret_file(path);
+    REQUIRE_OK(fixed);
+    CHECK(text_of(*fixed) == "123456");
+}
+
+TEST_CASE("read_secret_file refuses a file owned by another user and names the owner",
+          "[core][unit]") {
+    const signet::test::TempDir dir;
+    const auto path = dir.write_file("pin", "123456\n", kOwnerOnly);
+    constexpr uid_t kNobody = 65534;
+    if (::chown(path.c_str(), kNobody, static_cast<gid_t>(-1)) != 0) {
+        WARN("cannot chown (not root?): ownership check not exercised");
+        return;
+    }
+    const auto r = signet::read_secret_file(path);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().is(Errc::permission_denied));
+    CHECK_THAT(r.error().message(), Catch::Contains("owned by uid 65534"));
+    CHECK_THAT(r.error().message(), Catch::Contains(path.string()));
+
+    // The same file back with its reader: accepted.
+    REQUIRE(::chown(path.c_str(), ::geteuid(), static_cast<gid_t>(-1)) == 0);
     const auto fixed = signet::read_secret_file(path);
     REQUIRE_OK(fixed);
     CHECK(text_of(*fixed) == "123456");

@@ -148,6 +148,13 @@ json::value new_client_json(const NewClient& n) {
     return json::object{{"client", client_json(n.client)}, {"token", n.token}};
 }
 
+// Routes that take no body still refuse one with content: a field sent to them is a mistake.
+Result<void> no_fields(const Request& req) {
+    const auto body = SIGNET_TRY(detail::parse_object(req));
+    if (!body.empty()) return bad("this request takes no body fields");
+    return ok();
+}
+
 Result<KeyPolicy> policy_field(Fields& f) {
     const json::value* v = f.raw("policy");
     return v ? policy_from_json(*v) : Result<KeyPolicy>(KeyPolicy{});
@@ -181,6 +188,7 @@ void add_key_routes(Router& r, const std::shared_ptr<Service>& svc) {
            })});
     r.add({"POST", "/v1/keys/{id}/disable", "keys.disable", Execution::worker,
            authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+               SIGNET_TRY(no_fields(req));
                return json_response(200,
                                     key_json(SIGNET_TRY(s.disable_key(c, req.params.at("id")))));
            })});
@@ -193,6 +201,7 @@ void add_key_routes(Router& r, const std::shared_ptr<Service>& svc) {
            })});
     r.add({"DELETE", "/v1/keys/{id}", "keys.destroy", Execution::worker,
            authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+               SIGNET_TRY(no_fields(req));
                SIGNET_TRY(s.destroy_key(c, req.params.at("id")));
                Response resp;
                resp.status = 204;
@@ -256,23 +265,21 @@ void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::siz
                                                       {"signatures", std::move(sigs)}});
            })});
     r.add({"POST", "/v1/keys/{id}/verify", "keys.verify", Execution::worker,
-           authed(svc,
-                  [](Request& req, Service& s, const Caller& c) -> Result<Response> {
-                      auto body = SIGNET_TRY(detail::parse_object(req));
-                      Fields f(body);
-                      const SignParams p = SIGNET_TRY(parse_sign(f, false));
-                      const auto sig_text = SIGNET_TRY(f.string("signature"));
-                      if (!sig_text) return bad("'signature' is required");
-                      const std::string fmt =
-                          SIGNET_TRY(f.string("signature_format")).value_or("hex");
-                      const Bytes sig = SIGNET_TRY(decode_input(*sig_text, fmt, "signature"));
-                      SIGNET_TRY(f.done());
-                      const bool valid = SIGNET_TRY(s.verify(c, req.params.at("id"), p, sig));
-                      return json_response(200, json::object{{"valid", valid}});
-                  }),
-           [](const Request&) { return true; }});  // software verification: never blocks
+           authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+               auto body = SIGNET_TRY(detail::parse_object(req));
+               Fields f(body);
+               const SignParams p = SIGNET_TRY(parse_sign(f, false));
+               const auto sig_text = SIGNET_TRY(f.string("signature"));
+               if (!sig_text) return bad("'signature' is required");
+               const std::string fmt = SIGNET_TRY(f.string("signature_format")).value_or("hex");
+               const Bytes sig = SIGNET_TRY(decode_input(*sig_text, fmt, "signature"));
+               SIGNET_TRY(f.done());
+               const bool valid = SIGNET_TRY(s.verify(c, req.params.at("id"), p, sig));
+               return json_response(200, json::object{{"valid", valid}});
+           })});
     r.add({"POST", "/v1/keys/{id}/nonces", "keys.reserve_nonce", Execution::worker,
            authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+               SIGNET_TRY(no_fields(req));
                const auto& id = req.params.at("id");
                const auto n = SIGNET_TRY(s.reserve_nonce(c, id));
                return json_response(201, json::object{{"key_id", id}, {"nonce", n}});
@@ -327,12 +334,18 @@ void add_admin_routes(Router& r, const std::shared_ptr<Service>& svc) {
            })});
     r.add({"POST", "/v1/clients/{id}/revoke", "clients.revoke", Execution::worker,
            authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+               SIGNET_TRY(no_fields(req));
                SIGNET_TRY(s.revoke_client(c, req.params.at("id")));
                return json_response(
                    200, json::object{{"id", req.params.at("id")}, {"state", "revoked"}});
            })});
     r.add({"GET", "/v1/audit", "audit.tail", Execution::worker,
            authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+               for (const auto& [name, value] : req.query) {
+                   if (name != "after" && name != "limit") {
+                       return bad("unknown query parameter '" + name + "' (after, limit)");
+                   }
+               }
                auto num = [&](const char* k, std::uint64_t dflt) -> Result<std::uint64_t> {
                    const auto it = req.query.find(k);
                    if (it == req.query.end()) return dflt;
@@ -362,7 +375,8 @@ void add_admin_routes(Router& r, const std::shared_ptr<Service>& svc) {
                return json_response(200, json::object{{"records", std::move(out)}});
            })});
     r.add({"POST", "/v1/audit/verify", "audit.verify", Execution::worker,
-           authed(svc, [](Request&, Service& s, const Caller& c) -> Result<Response> {
+           authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+               SIGNET_TRY(no_fields(req));
                const auto v = SIGNET_TRY(s.audit_verify(c));
                json::object o{{"ok", v.ok}, {"records", v.records}, {"reason", v.reason}};
                if (v.first_bad_seq) o["first_bad_seq"] = *v.first_bad_seq;

@@ -16,6 +16,22 @@ std::string_view to_string(Role r) noexcept {
     return "unknown";
 }
 
+std::string_view to_string(NonceMode m) noexcept {
+    switch (m) {
+        case NonceMode::none: return "none";
+        case NonceMode::envelope: return "envelope";
+        case NonceMode::reserved: return "reserved";
+    }
+    return "unknown";
+}
+
+std::optional<NonceMode> parse_nonce_mode(std::string_view s) noexcept {
+    if (s == "none") return NonceMode::none;
+    if (s == "envelope") return NonceMode::envelope;
+    if (s == "reserved") return NonceMode::reserved;
+    return std::nullopt;
+}
+
 std::optional<Role> parse_role(std::string_view s) noexcept {
     if (s == "admin") return Role::admin;
     if (s == "signer") return Role::signer;
@@ -32,7 +48,7 @@ json::value policy_to_json(const KeyPolicy& p) {
         {"operations", std::move(ops)},
         {"rate_limit",
          json::object{{"per_second", p.rate_limit.per_second}, {"burst", p.rate_limit.burst}}},
-        {"nonce_required", p.nonce_required},
+        {"nonces", to_string(p.nonces)},
         {"watermark_required", p.watermark_required},
     };
 }
@@ -92,9 +108,13 @@ Result<KeyPolicy> policy_from_json(const json::value& v) {
                     return bad("unknown member rate_limit." + std::string(rk));
                 }
             }
-        } else if (k == "nonce_required" || k == "watermark_required") {
-            if (!val.is_bool()) return bad(std::string(k) + " must be true or false");
-            (k == "nonce_required" ? p.nonce_required : p.watermark_required) = val.as_bool();
+        } else if (k == "nonces") {
+            const auto mode = val.is_string() ? parse_nonce_mode(val.as_string()) : std::nullopt;
+            if (!mode) return bad("nonces must be \"none\", \"envelope\" or \"reserved\"");
+            p.nonces = *mode;
+        } else if (k == "watermark_required") {
+            if (!val.is_bool()) return bad("watermark_required must be true or false");
+            p.watermark_required = val.as_bool();
         } else {
             return bad("unknown member '" + std::string(k) + "'");
         }

@@ -27,7 +27,9 @@ using tcp = net::ip::tcp;
 ServerOptions without_tls_handle(ServerOptions o) {
     o.tls_context = nullptr;
     o.io_threads = std::max<std::size_t>(o.io_threads, 1);
-    if (o.max_inline_fast == 0) o.max_inline_fast = std::max<std::size_t>(o.io_threads - 1, 1);
+    // At most io_threads - 1 (so with one I/O thread, never): one I/O thread always stays free.
+    const std::size_t cap = o.io_threads - 1;
+    o.max_inline_fast = o.max_inline_fast == 0 ? cap : std::min(o.max_inline_fast, cap);
     o.worker_threads = std::max<std::size_t>(o.worker_threads, 1);
     return o;
 }

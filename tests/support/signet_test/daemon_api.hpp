@@ -92,15 +92,16 @@ std::vector<json::object> audit_with_action(ApiClient& reader, const std::string
 void check_api_error(const ApiReply& r, int status, const std::string& code);
 
 // What an admin can see of the appliance's state. Records that refused requests are documented
-// to add (auth.failure) and the periodic plain-signature tally (sign.plain) are left out of
-// `audit` and counted separately.
+// to add (auth.failure, and the access.denied tally) and the periodic plain-signature tally
+// (sign.plain) are left out of `audit`; authentication failures are counted separately.
 struct StateSnapshot {
-    std::string keys;                // GET /v1/keys body
-    std::string clients;             // GET /v1/clients body
-    std::string counters;            // GET /v1/keys/{id}/counter of every key
-    std::vector<std::string> audit;  // serialized records except auth.failure and sign.plain
-    std::size_t auth_failures = 0;
-    double signatures_total = 0;  // sum of signet_signatures_total in /metrics
+    std::string keys;      // GET /v1/keys body
+    std::string clients;   // GET /v1/clients body
+    std::string counters;  // GET /v1/keys/{id}/counter of every key
+    std::vector<std::string>
+        audit;  // serialized records but auth.failure, access.denied, sign.plain
+    std::size_t auth_failures = 0;  // failures audited: 1 per record, "count" per tally record
+    double signatures_total = 0;    // sum of signet_signatures_total in /metrics
 
     [[nodiscard]] bool same_state(const StateSnapshot& o) const {
         return keys == o.keys && clients == o.clients && counters == o.counters &&

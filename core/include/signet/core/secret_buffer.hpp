@@ -54,7 +54,8 @@ private:
 };
 
 // Reads a secret (PIN, password) from a file. Refuses a file that is a symlink, not a regular
-// file, or readable/writable by group or others (errc permission_denied, naming the mode). One
+// file, owned by another user than the reader (root excepted), or readable/writable by group or
+// others (errc permission_denied, naming the owner or the mode). One
 // trailing "\n" or "\r\n" is dropped. An empty secret is an error.
 [[nodiscard]] Result<SecretBuffer> read_secret_file(const std::filesystem::path& path);
 

@@ -88,8 +88,14 @@ public:
     // (concurrent cold lookups wait for one another instead of all scanning the token).
     [[nodiscard]] Result<KeyHandles> handles(Session& s, std::string_view id_hex);
     // Finds the Signet-internal key `name` ("signet.selftest.ecdsa-p256", "signet.audit", ...) or
-    // generates it (appliance-local). The first call searches once for every internal key.
-    [[nodiscard]] Result<KeyInfo> find_or_generate_internal(std::string_view name, Algorithm a);
+    // generates it (appliance-local; `*generated` says which). The first call searches once for
+    // every internal object.
+    [[nodiscard]] Result<KeyInfo> find_or_generate_internal(std::string_view name, Algorithm a,
+                                                            bool* generated = nullptr);
+    // A small private data object (CKO_DATA, CKA_APPLICATION = name) kept in the HSM, where only
+    // a holder of the user PIN can change it (the audit anchor). nullopt when it does not exist.
+    [[nodiscard]] Result<std::optional<Bytes>> read_internal_data(std::string_view name);
+    [[nodiscard]] Result<void> write_internal_data(std::string_view name, ByteView value);
     // Caches the handles of every hinted key with one pass over the token's private keys, so their
     // first signatures need no search. Returns how many were found.
     [[nodiscard]] Result<std::size_t> warm_up(const std::vector<KeyHint>& hints);
@@ -111,6 +117,7 @@ private:
     Result<KeyInfo> describe(Session& s, const KeyHandles& h, const std::string& id_hex);
     Result<KeyHandles> lookup(Session& s, const std::string& id_hex, std::uint64_t epoch);
     Result<void> load_internal(Session& s);
+    Result<void> ensure_internal_loaded(std::string_view op);
     void remember(const std::string& id_hex, const KeyHandles& h);
 
     std::shared_ptr<Token> token_;
@@ -122,6 +129,9 @@ private:
     std::unordered_map<std::string, KeyHandles> cache_;  // guarded by mu_
     // name -> id of internal keys, loaded once; guarded by mu_
     std::optional<std::unordered_map<std::string, std::string>> internal_;
+    // name -> handle of internal data objects (valid while data_epoch_ == handle epoch); mu_
+    std::unordered_map<std::string, CK_OBJECT_HANDLE> data_;
+    std::uint64_t data_epoch_ = 0;  // guarded by mu_
 };
 
 }  // namespace signet::pkcs11

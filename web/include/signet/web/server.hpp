@@ -23,10 +23,11 @@ struct ServerOptions {
     std::string address = "127.0.0.1";
     std::uint16_t port = 8443;  // 0: pick a free port (see Server::port())
     std::size_t io_threads = 2;
-    // Fast-path handlers (Route::fast_path) allowed on I/O threads at once; 0: io_threads - 1 (at
-    // least 1). Keeping one I/O thread free means health checks answer even if the HSM stalls.
-    std::size_t max_inline_fast = 0;  // at least 1
-    std::size_t worker_threads = 8;   // concurrent blocking handlers (~ HSM sessions), at least 1
+    // Fast-path handlers (Route::fast_path) allowed on I/O threads at once; 0 or anything larger
+    // means io_threads - 1 (with one I/O thread: none). One I/O thread always stays free, so
+    // health checks answer even if the HSM stalls.
+    std::size_t max_inline_fast = 0;
+    std::size_t worker_threads = 8;  // concurrent blocking handlers (~ HSM sessions), at least 1
     // Admitted-but-not-started worker requests (a request an idle worker takes at once does not
     // count). Beyond it: 503 {"error":{"code":"overloaded"}} + Retry-After, at once.
     std::size_t queue_limit = 1024;

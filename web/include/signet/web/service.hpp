@@ -40,11 +40,21 @@ struct RateLimit {
     double burst = 0;       // bucket size; 0 means max(1, per_second)
 };
 
+// How a key uses nonces; fixed when the key is created (set_policy refuses to change it), because
+// each mode's guarantee depends on the key never having signed anything else:
+//   none      plain signatures only;
+//   envelope  every signature is an appliance-built nonce envelope ("nonce": true) and nothing
+//             else, so no client can present its own bytes as an envelope for a nonce it chose;
+//   reserved  every signature consumes a nonce reserved with POST /v1/keys/{id}/nonces.
+enum class NonceMode { none, envelope, reserved };
+[[nodiscard]] std::string_view to_string(NonceMode m) noexcept;
+[[nodiscard]] std::optional<NonceMode> parse_nonce_mode(std::string_view s) noexcept;
+
 struct KeyPolicy {
     std::vector<std::string> clients;  // client ids allowed to use the key; empty: any signer
     std::vector<std::string> operations{"sign", "verify", "reserve"};
     RateLimit rate_limit;
-    bool nonce_required = false;      // every signature must carry an appliance nonce
+    NonceMode nonces = NonceMode::none;
     bool watermark_required = false;  // every signature must carry a watermark
 };
 
