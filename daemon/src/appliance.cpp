@@ -199,10 +199,14 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     p.lock_fd = SIGNET_TRY(lock_data_dir(c));
 
     // Store: migrate and check before anything else touches it.
+    const std::string store = "the store " + c.database_path().string();
     auto writer = Db::open(c.database_path(), true);
-    if (!writer) return writer.error().within("open the store");
-    const int schema = SIGNET_TRY(migrate(*writer));
-    SIGNET_TRY(integrity_check(*writer));
+    if (!writer) return writer.error().within("open " + store);
+    const auto schema = migrate(*writer);
+    if (!schema) return schema.error().within("migrate " + store);
+    if (auto r = integrity_check(*writer); !r) {
+        return r.error().within("check " + store + " (restore a backup)");
+    }
     auto reader = std::make_shared<Db>(SIGNET_TRY(Db::open(c.database_path(), false)));
     p.committer = std::make_shared<Committer>(std::move(writer).value(), logger);
     auto catalog = std::make_shared<Catalog>();
@@ -211,9 +215,10 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     SIGNET_TRY(nonces->load(*reader));
     auto watermarks = std::make_shared<LocalWatermarkGuard>();
     SIGNET_TRY(watermarks->load(*reader));
-    logger->log(
-        LogLevel::info, "store", "opened",
-        {{"path", c.database_path().string()}, {"schema", schema}, {"keys", catalog->key_count()}});
+    logger->log(LogLevel::info, "store", "opened",
+                {{"path", c.database_path().string()},
+                 {"schema", *schema},
+                 {"keys", catalog->key_count()}});
 
     // HSM.
     // Timed: with a software HSM, loading the module (every token object) dominates start-up.

@@ -1,20 +1,28 @@
 // Standalone appliance, the real signetd process: graceful shutdown (SIGTERM lets in-flight work
 // finish and exits 0), one daemon per data directory, refusal to start on configuration mistakes
-// (with a message naming the problem), and plain HTTP on loopback.
+// (with a message naming the problem), a store from a newer Signet or a damaged one refused,
+// systemd readiness notifications, and plain HTTP on loopback.
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <thread>
 
+#include "db.hpp"
 #include "signet/pkcs11/algorithm.hpp"
 #include "signet_test/crypto_oracle.hpp"
 #include "signet_test/daemon_api.hpp"
 #include "signet_test/daemon_harness.hpp"
 #include "signet_test/independent_verify.hpp"
+#include "signet_test/result_matchers.hpp"
 
 namespace test = signet::test;
 namespace json = boost::json;
@@ -38,6 +46,39 @@ void check_refuses(const test::SignetDaemon& d, int code, const std::vector<std:
     for (const auto& n : needles) CHECK(contains(out.err, n));
     CHECK_FALSE(contains(out.out, "listening"));
 }
+
+// A datagram socket standing in for systemd's $NOTIFY_SOCKET.
+class NotifySocket {
+public:
+    explicit NotifySocket(const std::filesystem::path& path) : path_(path) {
+        fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        REQUIRE(fd_ >= 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        REQUIRE(path.native().size() < sizeof addr.sun_path);
+        std::memcpy(addr.sun_path, path.c_str(), path.native().size());
+        REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        const timeval bound{.tv_sec = 30, .tv_usec = 0};
+        REQUIRE(::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &bound, sizeof bound) == 0);
+    }
+    ~NotifySocket() {
+        ::close(fd_);
+        std::filesystem::remove(path_);
+    }
+    NotifySocket(const NotifySocket&) = delete;
+    NotifySocket& operator=(const NotifySocket&) = delete;
+
+    // The next datagram, or "" after 30 s.
+    [[nodiscard]] std::string next() const {
+        char buf[512];
+        const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
+    }
+
+private:
+    std::filesystem::path path_;
+    int fd_ = -1;
+};
 
 }  // namespace
 
@@ -176,6 +217,49 @@ TEST_CASE("signetd refuses to start on configuration mistakes and says which",
     SECTION("unknown command-line flag") {
         check_refuses(d, 2, {"unknown option --bogus"}, {"--bogus", "1"});
     }
+}
+
+TEST_CASE("signetd refuses a store from a newer Signet or a damaged one, and says so",
+          "[daemon][integration][lifecycle][store]") {
+    test::SignetDaemon d;
+    d.start();
+    REQUIRE(d.stop().exited_with(0));
+    SECTION("a newer schema version") {
+        {
+            auto db = signet::daemon::Db::open(d.db_path(), true);
+            REQUIRE_OK(db);
+            REQUIRE_OK(db->exec("PRAGMA user_version = 9999"));
+        }
+        check_refuses(
+            d, 1,
+            {"the store " + d.db_path().string(), "schema version 9999 is newer than this Signet"});
+    }
+    SECTION("damaged pages") {
+        // Overwrite everything after the first page (the header stays valid, the b-trees do not).
+        const auto size = std::filesystem::file_size(d.db_path());
+        REQUIRE(size > 8192);
+        {
+            std::fstream f(d.db_path(), std::ios::in | std::ios::out | std::ios::binary);
+            f.seekp(4096);
+            const std::string junk(size - 4096, '\x5a');
+            f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+        }
+        check_refuses(d, 1, {"the store " + d.db_path().string(), "restore a backup"});
+    }
+}
+
+TEST_CASE("signetd notifies systemd when it serves and when it stops",
+          "[daemon][integration][lifecycle]") {
+    test::SignetDaemon d;
+    const NotifySocket notify(d.var_dir() / "notify.sock");
+    REQUIRE(::setenv("NOTIFY_SOCKET", (d.var_dir() / "notify.sock").c_str(), 1) == 0);
+    d.start(/*wait_ready=*/false);
+    CHECK(notify.next() == "READY=1");
+    // READY=1 follows the listening socket: the API answers at once.
+    CHECK(ApiClient(d).get("/v1/health/live").status == 200);
+    REQUIRE(d.stop().exited_with(0));
+    CHECK(notify.next() == "STOPPING=1");
+    ::unsetenv("NOTIFY_SOCKET");
 }
 
 TEST_CASE("plain HTTP on loopback serves the same API", "[daemon][integration][lifecycle]") {

@@ -105,23 +105,21 @@ TEST_CASE("on an envelope key no client can present its own bytes as an envelope
     const json::object genuine =
         test::sign(signer, key_id, {{"digest", signet::hex_encode(payload)}, {"nonce", true}});
     REQUIRE(test::u64(genuine, "nonce") == 1);
-    CHECK(test::evp_verify(
-        signet::pkcs11::Algorithm::ecdsa_p256, spki,
-        test::oracle_sha256(test::rebuild_nonce_envelope(key_id, 1, payload)),
-        test::unhex(test::str(genuine, "signature"))));
+    CHECK(test::evp_verify(signet::pkcs11::Algorithm::ecdsa_p256, spki,
+                           test::oracle_sha256(test::rebuild_nonce_envelope(key_id, 1, payload)),
+                           test::unhex(test::str(genuine, "signature"))));
 
     // So a plain signature over sha256(envelope(key, 5, payload)) would be a valid "nonce 5"
     // signature the appliance never issued (and nonce 5 is still to come). Refused, in every form.
     const Bytes forged_envelope = test::rebuild_nonce_envelope(key_id, 5, payload);
     const std::string forged_digest = signet::hex_encode(test::oracle_sha256(forged_envelope));
     const test::StateSnapshot before = test::snapshot(admin);
-    check_policy_denied(signer.post("/v1/keys/" + key_id + "/sign",
-                                    json::object{{"digest", forged_digest}}),
-                        "the envelope's digest");
     check_policy_denied(
-        signer.post("/v1/keys/" + key_id + "/sign",
-                    json::object{{"message", signet::hex_encode(forged_envelope)}}),
-        "the envelope as a message");
+        signer.post("/v1/keys/" + key_id + "/sign", json::object{{"digest", forged_digest}}),
+        "the envelope's digest");
+    check_policy_denied(signer.post("/v1/keys/" + key_id + "/sign",
+                                    json::object{{"message", signet::hex_encode(forged_envelope)}}),
+                        "the envelope as a message");
     check_policy_denied(signer.post("/v1/keys/" + key_id + "/sign-batch",
                                     json::object{{"digests", json::array{forged_digest}}}),
                         "the envelope's digest in a batch");
@@ -129,8 +127,9 @@ TEST_CASE("on an envelope key no client can present its own bytes as an envelope
     CHECK(last_issued(admin, key_id) == 1);
 }
 
-TEST_CASE("a key's nonce mode is fixed at creation, and policy changes are audited before and after",
-          "[daemon][integration][policy][audit]") {
+TEST_CASE(
+    "a key's nonce mode is fixed at creation, and policy changes are audited before and after",
+    "[daemon][integration][policy][audit]") {
     test::ProvisionedDaemon p;
     ApiClient admin = p.api(p.admin);
     const json::object policy{{"nonces", "envelope"},
