@@ -1,18 +1,25 @@
 // signetctl: the command line for scripts and first-time setup. It talks to signetd's REST API
 // (or, for `audit verify --db`, reads the store offline).
+#include <fcntl.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "audit_log.hpp"
@@ -68,28 +75,91 @@ struct Args {
     [[nodiscard]] bool flag(const std::string& k) const { return opts.count(k) > 0; }
 };
 
-const std::set<std::string> kFlags = {"--replicable", "--watermark-required", "--nonce"};
+[[noreturn]] void die(const std::string& msg, int code = 1) {
+    std::fprintf(stderr, "signetctl: %s\n", msg.c_str());
+    std::exit(code);
+}
+
+// Options without a value; every other option takes exactly one.
+const std::set<std::string> kFlags = {"--replicable", "--watermark-required", "--nonce", "--help"};
+const std::set<std::string> kConnection = {
+    "--url", "--fingerprint", "--cert", "--token-file", "--client-cert", "--client-key", "--help"};
+// The options each command accepts besides the connection options. A misspelt or misplaced
+// option is refused, never ignored: `sign --nonces` must not sign without a nonce.
+const std::map<std::string, std::set<std::string>> kCommandOptions = {
+    {"init",
+     {"--config", "--data-dir", "--pin-file", "--module", "--token-label", "--identity-token",
+      "--listen"}},
+    {"setup", {"--setup-token", "--setup-token-file", "--name", "--save-token"}},
+    {"keys create",
+     {"--algorithm", "--label", "--replicable", "--nonces", "--watermark-required", "--rate",
+      "--burst", "--client"}},
+    {"sign",
+     {"--digest", "--message", "--encoding", "--hash", "--nonce", "--reserved-nonce",
+      "--watermark"}},
+    {"clients create", {"--name", "--role", "--cert-sha256"}},
+    {"audit tail", {"--after", "--limit"}},
+    {"audit verify", {"--db", "--audit-key"}},
+};
+
+// Exits 2 naming the first option that the command does not take, or that lacks its value.
+void check_options(const Args& a) {
+    std::string command = a.positional.empty() ? "" : a.positional[0];
+    if (!kCommandOptions.count(command) && a.positional.size() > 1)
+        command += " " + a.positional[1];
+    const auto allowed = kCommandOptions.find(command);
+    for (const auto& [opt, value] : a.opts) {
+        if (kConnection.count(opt) ||
+            (allowed != kCommandOptions.end() && allowed->second.count(opt)))
+            continue;
+        die("unknown option " + opt + (command.empty() ? "" : " for '" + command + "'") +
+                " (signetctl --help lists every command's options)",
+            2);
+    }
+}
 
 Args parse_args(int argc, char** argv) {
     Args a;
     for (int i = 1; i < argc; ++i) {
         std::string s = argv[i];
-        if (s.rfind("--", 0) == 0) {
-            if (kFlags.count(s) || i + 1 >= argc) {
-                a.opts.emplace(s, "");
-            } else {
-                a.opts.emplace(s, argv[++i]);
-            }
-        } else {
+        if (s.rfind("--", 0) != 0) {
             a.positional.push_back(s);
+            continue;
         }
+        std::string value;
+        if (!kFlags.count(s)) {
+            if (i + 1 >= argc || std::string_view(argv[i + 1]).rfind("--", 0) == 0)
+                die("option " + s + " needs a value", 2);
+            value = argv[++i];
+        }
+        a.opts.emplace(std::move(s), std::move(value));
     }
+    check_options(a);
     return a;
 }
 
-[[noreturn]] void die(const std::string& msg, int code = 1) {
-    std::fprintf(stderr, "signetctl: %s\n", msg.c_str());
-    std::exit(code);
+// `text` as a whole number from 0 to `max`, or exit 2 naming `what`: std::sto* would abort
+// signetctl with an uncaught exception, accept a prefix ("12abc") or wrap a port above 65535.
+std::uint64_t parse_count(const std::string& what, const std::string& text, std::uint64_t max) {
+    std::uint64_t v = 0;
+    const char* end = text.data() + text.size();
+    const auto [p, ec] = std::from_chars(text.data(), end, v);
+    if (text.empty() || ec != std::errc() || p != end || v > max) {
+        die(what + " must be a whole number from 0 to " + std::to_string(max) + ", not '" + text +
+                "'",
+            2);
+    }
+    return v;
+}
+
+// `text` as a finite number >= 0, or exit 2 naming `what`.
+double parse_rate(const std::string& what, const std::string& text) {
+    double v = 0;
+    const char* end = text.data() + text.size();
+    const auto [p, ec] = std::from_chars(text.data(), end, v);
+    if (text.empty() || ec != std::errc() || p != end || !(v >= 0) || v > 1e15)
+        die(what + " must be a number >= 0, not '" + text + "'", 2);
+    return v;
 }
 
 std::string env_or(const char* name, const std::string& dflt) {
@@ -127,9 +197,9 @@ signet::web::ClientOptions client_options(const Args& a) {
     const auto colon = hostport.rfind(':');
     o.host = colon == std::string::npos ? hostport : hostport.substr(0, colon);
     if (o.host.size() > 2 && o.host.front() == '[') o.host = o.host.substr(1, o.host.size() - 2);
-    o.port = colon == std::string::npos
-                 ? (o.tls ? 443 : 80)
-                 : static_cast<std::uint16_t>(std::stoi(hostport.substr(colon + 1)));
+    o.port = colon == std::string::npos ? (o.tls ? 443 : 80)
+                                        : static_cast<std::uint16_t>(parse_count(
+                                              "the --url port", hostport.substr(colon + 1), 65535));
     o.pinned_sha256 = a.get("--fingerprint").value_or(env_or("SIGNET_TLS_FINGERPRINT", ""));
     const std::string cert = a.get("--cert").value_or(env_or("SIGNET_TLS_CERT", ""));
     if (o.pinned_sha256.empty() && !cert.empty()) o.pinned_sha256 = fingerprint_of_cert_file(cert);
@@ -175,6 +245,23 @@ json::value call(const Args& a, const std::string& method, const std::string& ta
     return v;
 }
 
+// Writes `secret` and a newline to `path` with mode 0600, also over an existing file (a umask only
+// applies at creation), never through a symlink. Returns "" or why it failed.
+std::string save_secret(const std::string& path, const std::string& secret) {
+    const int fd =
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return std::generic_category().message(errno);
+    const std::string line = secret + "\n";
+    bool ok = ::fchmod(fd, 0600) == 0 &&
+              ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    int err = errno;
+    if (::close(fd) != 0 && ok) {
+        ok = false;
+        err = errno;
+    }
+    return ok ? std::string() : std::generic_category().message(err);
+}
+
 void print(const json::value& v) { std::cout << json::serialize(v) << "\n"; }
 
 std::string need(const Args& a, const std::string& k) {
@@ -183,11 +270,11 @@ std::string need(const Args& a, const std::string& k) {
     return *v;
 }
 
-std::vector<std::uint64_t> parse_numbers(const std::string& s) {
+std::vector<std::uint64_t> parse_numbers(const std::string& what, const std::string& s) {
     std::vector<std::uint64_t> out;
     std::stringstream in(s);
     std::string item;
-    while (std::getline(in, item, ',')) out.push_back(std::stoull(item));
+    while (std::getline(in, item, ',')) out.push_back(parse_count(what, item, UINT64_MAX));
     return out;
 }
 
@@ -240,8 +327,8 @@ int cmd_keys(const Args& a) {
         policy["watermark_required"] = a.flag("--watermark-required");
         if (auto r = a.get("--rate")) {
             policy["rate_limit"] =
-                json::object{{"per_second", std::stod(*r)},
-                             {"burst", std::stod(a.get("--burst").value_or("0"))}};
+                json::object{{"per_second", parse_rate("--rate", *r)},
+                             {"burst", parse_rate("--burst", a.get("--burst").value_or("0"))}};
         }
         json::value body = json::object{{"algorithm", need(a, "--algorithm")},
                                         {"label", need(a, "--label")},
@@ -280,10 +367,11 @@ int cmd_sign(const Args& a) {
     if (auto e = a.get("--encoding")) body["encoding"] = *e;
     if (auto h = a.get("--hash")) body["hash"] = *h;
     if (a.flag("--nonce")) body["nonce"] = true;
-    if (auto n = a.get("--reserved-nonce")) body["reserved_nonce"] = std::stoull(*n);
+    if (auto n = a.get("--reserved-nonce"))
+        body["reserved_nonce"] = parse_count("--reserved-nonce", *n, UINT64_MAX);
     if (auto w = a.get("--watermark")) {
         json::array arr;
-        for (auto v : parse_numbers(*w)) arr.emplace_back(v);
+        for (auto v : parse_numbers("--watermark", *w)) arr.emplace_back(v);
         body["watermark"] = arr;
     }
     json::value b = body;
@@ -369,15 +457,25 @@ int main(int argc, char** argv) {
     if (cmd == "init") return cmd_init(a);
     if (cmd == "setup") {
         std::string token = a.get("--setup-token").value_or("");
-        if (auto f = a.get("--setup-token-file")) token = read_file_trimmed(*f);
+        if (auto f = a.get("--setup-token-file")) {
+            std::error_code ec;
+            if (!std::filesystem::exists(std::filesystem::symlink_status(*f, ec))) {
+                die("no setup token file " + *f +
+                    ": signetd writes it only while no admin exists and deletes it when setup "
+                    "completes (already set up?)");
+            }
+            token = read_file_trimmed(*f);
+        }
         if (token.empty()) die("--setup-token or --setup-token-file is required", 2);
         json::value body = json::object{{"setup_token", token}, {"name", need(a, "--name")}};
         const auto v = call(a, "POST", "/v1/setup", &body, false);
         const std::string api = std::string(v.as_object().at("token").as_string());
         if (auto save = a.get("--save-token")) {
-            const mode_t old = ::umask(077);
-            std::ofstream(*save) << api << "\n";
-            ::umask(old);
+            if (const auto why = save_secret(*save, api); !why.empty()) {
+                print(v);  // the admin token is shown once: never lose it
+                die("setup is complete, but the admin token could not be saved to " + *save + " (" +
+                    why + "); it is printed above: store it now");
+            }
             std::fprintf(stderr, "admin token saved to %s (mode 0600)\n", save->c_str());
             print(v.as_object().at("client"));
         } else {
@@ -391,16 +489,21 @@ int main(int argc, char** argv) {
     }
     if (cmd == "keys") return cmd_keys(a);
     if (cmd == "sign") return cmd_sign(a);
-    if (cmd == "nonces" && a.positional.size() > 2 && a.positional[1] == "reserve") {
+    if (cmd == "nonces") {
+        if (a.positional.size() != 3 || a.positional[1] != "reserve")
+            die("usage: signetctl nonces reserve KEY", 2);
         print(call(a, "POST", "/v1/keys/" + a.positional[2] + "/nonces"));
         return 0;
     }
-    if (cmd == "counters" && a.positional.size() > 2 && a.positional[1] == "show") {
+    if (cmd == "counters") {
+        if (a.positional.size() != 3 || a.positional[1] != "show")
+            die("usage: signetctl counters show KEY", 2);
         print(call(a, "GET", "/v1/keys/" + a.positional[2] + "/counter"));
         return 0;
     }
     if (cmd == "clients") return cmd_clients(a);
     if (cmd == "audit") return cmd_audit(a);
+    std::fprintf(stderr, "signetctl: unknown command '%s'\n\n", cmd.c_str());
     std::fputs(kUsage, stderr);
     return 2;
 }
