@@ -3,7 +3,7 @@ PRESET ?= dev
 BUILD  := build/$(PRESET)
 JOBS   ?= 2
 
-.PHONY: deps configure build run test test-asan test-tsan bench bench-baseline format format-check clean
+.PHONY: deps configure build run test test-asan test-tsan test-concurrency-tsan bench bench-baseline format format-check clean
 
 deps:
 	scripts/install-deps
@@ -29,6 +29,15 @@ test-asan:
 
 test-tsan:
 	$(MAKE) test PRESET=tsan
+
+# The concurrency suites (label "concurrency": threads signing through the session pool, racing
+# nonce, reservation and watermark clients against signetd) under ThreadSanitizer; signetd and the
+# tests fail on any report (halt_on_error).
+test-concurrency-tsan: deps
+	cmake --preset tsan
+	cmake --build build/tsan -j$(JOBS) --target pkcs11_concurrency_test daemon_nonce_concurrency_test signetd
+	TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" \
+	  ctest --test-dir build/tsan -j$(JOBS) -L concurrency --output-on-failure --no-tests=error
 
 # The standalone appliance benchmark (bench/standalone.sh): builds the release preset, then in one
 # run measures the raw HSM rate, REST sign over HTTP and HTTPS, batch and nonce signing, start-up
