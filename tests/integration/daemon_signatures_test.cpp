@@ -6,8 +6,10 @@
 #include <secp256k1_recovery.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "signet/pkcs11/algorithm.hpp"
 #include "signet_test/crypto_oracle.hpp"
@@ -181,6 +183,21 @@ TEST_CASE("Ethereum signatures recover the key's Ethereum address",
             CHECK((elsewhere.empty() || test::oracle_eth_address(elsewhere) != address));
         }
     }
+
+    // After a restart the key's handles come from the start-up warm-up (the catalog's public
+    // key), not from a lookup: its signatures still recover the same address.
+    p.daemon.restart();
+    const auto warmed = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (p.daemon.log().find("event=key_handles_cached") == std::string::npos &&
+           std::chrono::steady_clock::now() < warmed) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    REQUIRE(p.daemon.log().find("event=key_handles_cached keys=1 found=1") != std::string::npos);
+    const Bytes digest = test::oracle_keccak256(bytes_of("after restart"));
+    ApiClient again = p.api(p.signer);  // the restarted daemon listens on a new port
+    const json::object s = test::sign(again, k.id, {{"digest", hex(digest)}, {"encoding", "eth"}});
+    CHECK(test::oracle_eth_address(recover_point(test::unhex(test::str(s, "signature")), digest)) ==
+          address);
 }
 
 TEST_CASE("nonce-bound signatures cover the documented envelope",

@@ -52,7 +52,7 @@ struct KeyHandles {
     CK_OBJECT_HANDLE private_key = CK_INVALID_HANDLE;
     CK_OBJECT_HANDLE public_key = CK_INVALID_HANDLE;  // may be invalid after warm_up()
     Algorithm algorithm = Algorithm::ecdsa_p256;
-    Bytes public_point;  // EC: 65-byte uncompressed point (for secp256k1 recovery ids)
+    Bytes public_point;  // secp256k1: 65-byte uncompressed point (for recovery ids)
     std::uint64_t epoch = 0;
 };
 
