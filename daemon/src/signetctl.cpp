@@ -346,6 +346,7 @@ int cmd_keys(const Args& a) {
         print(call(a, "POST", "/v1/keys/" + a.positional[2] + "/disable"));
     } else if (sub == "destroy" && a.positional.size() > 2) {
         call(a, "DELETE", "/v1/keys/" + a.positional[2]);
+        print(json::object{{"id", a.positional[2]}, {"state", "destroyed"}});
         std::fprintf(stderr, "key %s destroyed in the HSM\n", a.positional[2].c_str());
     } else {
         die("usage: signetctl keys create|list|show ID|disable ID|destroy ID", 2);

@@ -16,6 +16,12 @@ using namespace signet::test;
 
 namespace {
 
+std::string with_colons(const std::string& hex) {
+    std::string out;
+    for (std::size_t i = 0; i < hex.size(); i += 2) out += (i ? ":" : "") + hex.substr(i, 2);
+    return out;
+}
+
 // Answers with what the server knows about the peer's TLS identity.
 Response whoami(Request& req) {
     Response r;
@@ -84,8 +90,9 @@ TEST_CASE("a wrong pin is refused with both fingerprints in the error", "[web][i
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().is(Errc::verification_failed));
     const auto msg = r.error().message();
-    CHECK(msg.find("expected " + other.sha256) != std::string::npos);
-    CHECK(msg.find("got " + t.server_cert.sha256) != std::string::npos);
+    // In signetd's start-up format ("aa:bb:.."), for an operator to compare by eye.
+    CHECK(msg.find("expected " + with_colons(other.sha256)) != std::string::npos);
+    CHECK(msg.find("got " + with_colons(t.server_cert.sha256)) != std::string::npos);
 }
 
 TEST_CASE("without a pin a self-signed server certificate is not trusted",

@@ -36,6 +36,16 @@ std::string normalize_fingerprint(std::string_view s) {
     return out;
 }
 
+// "aa:bb:..": how signetd prints a fingerprint at start-up, so an operator can compare by eye.
+std::string colon_fingerprint(std::string_view hex) {
+    std::string out;
+    for (std::size_t i = 0; i < hex.size(); i += 2) {
+        if (i) out += ':';
+        out += hex.substr(i, 2);
+    }
+    return out;
+}
+
 bool is_ip_literal(const std::string& host) {
     beast::error_code ec;
     (void)net::ip::make_address(host, ec);
@@ -175,8 +185,9 @@ struct HttpClient::Impl {
         if (mismatch && (!ec || !seen_fingerprint.empty())) {
             return make_error(Errc::verification_failed,
                               "TLS certificate pin mismatch for " + host_header + ": expected " +
-                                  pin + ", got " +
-                                  (seen_fingerprint.empty() ? "no certificate" : seen_fingerprint));
+                                  colon_fingerprint(pin) + ", got " +
+                                  (seen_fingerprint.empty() ? "no certificate"
+                                                            : colon_fingerprint(seen_fingerprint)));
         }
         if (ec) return transport_error(ec, "TLS handshake with");
         return ok();
