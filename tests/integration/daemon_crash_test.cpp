@@ -112,13 +112,6 @@ long load_threads_lost(const std::vector<test::SignOp>& ops) {
     return static_cast<long>(threads.size());
 }
 
-void check_audit_chain(ApiClient& admin) {
-    const ApiReply v = admin.post("/v1/audit/verify", json::object{});
-    INFO(v.describe());
-    REQUIRE(v.status == 200);
-    CHECK(v.object().at("ok").as_bool());
-}
-
 }  // namespace
 
 TEST_CASE("kill -9 during nonce load: no nonce twice, acknowledged ones durable, gaps audited",
@@ -184,7 +177,7 @@ TEST_CASE("kill -9 during nonce load: no nonce twice, acknowledged ones durable,
     const CounterAudit audit = counter_audit(admin, key_id);
     INFO(audit.gaps.size() << " gaps audited");
     check_accounted(audit, acked);
-    check_audit_chain(admin);
+    test::check_audit_chain(admin);
 }
 
 TEST_CASE(
@@ -282,7 +275,7 @@ TEST_CASE(
     test::check_api_error(signer.post(k, json::object{{"digest", block(w + 1, "-r0")},
                                                       {"watermark", json::array{w + 1, 0}}}),
                           409, "watermark_regression");
-    check_audit_chain(admin);
+    test::check_audit_chain(admin);
 }
 
 TEST_CASE("kill -9 while reserved nonces are consumed: each reservation is used exactly once",
@@ -406,5 +399,5 @@ TEST_CASE("kill -9 while reserved nonces are consumed: each reservation is used 
     acked.insert(mine.begin(), mine.end());
     acked.insert({theirs, kept});
     check_reservations_accounted(counter_audit(admin2, key_id), acked);
-    check_audit_chain(admin2);
+    test::check_audit_chain(admin2);
 }

@@ -326,26 +326,10 @@ TEST_CASE("RSA public keys carry the generated modulus size and exponent 65537",
 namespace {
 
 // How many data objects on the token carry CKA_APPLICATION = `name`, counted with raw Cryptoki.
-std::size_t data_objects_named(p11::KeyStore& keys, const std::string& name) {
-    std::size_t n = 0;
-    const auto r =
-        keys.token().run("count data objects", [&](p11::Session& s) -> signet::Result<void> {
-            CK_OBJECT_CLASS cls = CKO_DATA;
-            std::string app = name;
-            CK_ATTRIBUTE tmpl[] = {{CKA_CLASS, &cls, sizeof cls},
-                                   {CKA_APPLICATION, app.data(), app.size()}};
-            CK_RV rv = s.fn().C_FindObjectsInit(s.handle(), tmpl, 2);
-            if (rv != CKR_OK) return p11::ck_error(rv, "C_FindObjectsInit");
-            CK_OBJECT_HANDLE found[16];
-            CK_ULONG count = 0;
-            rv = s.fn().C_FindObjects(s.handle(), found, 16, &count);
-            (void)s.fn().C_FindObjectsFinal(s.handle());
-            if (rv != CKR_OK) return p11::ck_error(rv, "C_FindObjects");
-            n = count;
-            return signet::ok();
-        });
-    REQUIRE_OK(r);
-    return n;
+std::size_t data_objects_named(p11::KeyStore& keys, std::string name) {
+    CK_OBJECT_CLASS cls = CKO_DATA;
+    return test::count_objects(
+        keys, {{CKA_CLASS, &cls, sizeof cls}, {CKA_APPLICATION, name.data(), name.size()}});
 }
 
 }  // namespace

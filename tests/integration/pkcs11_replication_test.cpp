@@ -21,23 +21,9 @@ namespace {
 
 // Objects of any class carrying CKA_ID `id_hex` on the key store's token (raw Cryptoki).
 std::size_t objects_with_id(p11::KeyStore& keys, const std::string& id_hex) {
-    const auto id = signet::hex_decode(id_hex);
+    auto id = signet::hex_decode(id_hex);
     REQUIRE_OK(id);
-    std::size_t count = 0;
-    const auto r = keys.token().run("count objects", [&](p11::Session& s) -> signet::Result<void> {
-        CK_ATTRIBUTE tmpl{CKA_ID, const_cast<std::uint8_t*>(id->data()), id->size()};
-        CK_RV rv = s.fn().C_FindObjectsInit(s.handle(), &tmpl, 1);
-        if (rv != CKR_OK) return p11::ck_error(rv, "C_FindObjectsInit");
-        CK_OBJECT_HANDLE found[8];
-        CK_ULONG n = 0;
-        rv = s.fn().C_FindObjects(s.handle(), found, 8, &n);
-        (void)s.fn().C_FindObjectsFinal(s.handle());
-        if (rv != CKR_OK) return p11::ck_error(rv, "C_FindObjects");
-        count = n;
-        return signet::ok();
-    });
-    REQUIRE_OK(r);
-    return count;
+    return test::count_objects(keys, {{CKA_ID, id->data(), id->size()}});
 }
 
 }  // namespace

@@ -247,6 +247,13 @@ StateSnapshot snapshot(ApiClient& admin) {
     return s;
 }
 
+void check_audit_chain(ApiClient& api) {
+    const ApiReply v = api.post("/v1/audit/verify", json::object{});
+    INFO(v.describe());
+    REQUIRE(v.status == 200);
+    CHECK(v.object().at("ok").as_bool());
+}
+
 void check_unchanged(const StateSnapshot& before, const StateSnapshot& after) {
     CHECK(before.keys == after.keys);
     CHECK(before.clients == after.clients);

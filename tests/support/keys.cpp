@@ -3,6 +3,8 @@
 #include <atomic>
 #include <stdexcept>
 
+#include "signet/pkcs11/session.hpp"
+
 #include "signet_test/test_hsm.hpp"
 
 namespace signet::test {
@@ -34,5 +36,22 @@ std::vector<std::shared_ptr<pkcs11::KeyStore>> fresh_key_stores(std::size_t n) {
 }
 
 std::shared_ptr<pkcs11::KeyStore> fresh_key_store() { return fresh_key_stores(1).front(); }
+
+std::size_t count_objects(pkcs11::KeyStore& keys, std::vector<CK_ATTRIBUTE> tmpl) {
+    std::size_t count = 0;
+    const auto r = keys.token().run("count objects", [&](pkcs11::Session& s) -> Result<void> {
+        CK_RV rv = s.fn().C_FindObjectsInit(s.handle(), tmpl.data(), tmpl.size());
+        if (rv != CKR_OK) return pkcs11::ck_error(rv, "C_FindObjectsInit");
+        CK_OBJECT_HANDLE found[64];
+        CK_ULONG n = 0;
+        rv = s.fn().C_FindObjects(s.handle(), found, 64, &n);
+        (void)s.fn().C_FindObjectsFinal(s.handle());
+        if (rv != CKR_OK) return pkcs11::ck_error(rv, "C_FindObjects");
+        count = n;
+        return ok();
+    });
+    if (!r) throw std::runtime_error(r.error().message());
+    return count;
+}
 
 }  // namespace signet::test

@@ -112,6 +112,9 @@ StateSnapshot snapshot(ApiClient& admin);
 // CHECKs that nothing but auth.failure records changed between the two snapshots.
 void check_unchanged(const StateSnapshot& before, const StateSnapshot& after);
 
+// CHECKs that the running appliance verifies its audit chain (POST /v1/audit/verify: ok).
+void check_audit_chain(ApiClient& api);
+
 // Sum of every sample of `metric` in a Prometheus text exposition.
 double metric_sum(const std::string& exposition, const std::string& metric);
 

@@ -22,4 +22,8 @@ pkcs11::KeyInfo generate_key(pkcs11::KeyStore& keys, pkcs11::Algorithm a,
 std::vector<std::shared_ptr<pkcs11::KeyStore>> fresh_key_stores(std::size_t n);
 std::shared_ptr<pkcs11::KeyStore> fresh_key_store();
 
+// How many objects on the key store's token match `tmpl`, counted with raw Cryptoki (at most 64):
+// what is really on the token, whatever the key store believes. Throws on a Cryptoki error.
+std::size_t count_objects(pkcs11::KeyStore& keys, std::vector<CK_ATTRIBUTE> tmpl);
+
 }  // namespace signet::test
