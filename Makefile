@@ -3,7 +3,8 @@ PRESET ?= dev
 BUILD  := build/$(PRESET)
 JOBS   ?= 2
 
-.PHONY: deps configure build run test test-asan test-tsan test-concurrency-tsan bench bench-baseline format format-check clean
+# HA: demo-pair starts a hot-standby pair (two signetd + three etcd members) on loopback.
+.PHONY: demo-pair deps configure build run test test-asan test-tsan test-concurrency-tsan bench bench-baseline format format-check clean
 
 deps:
 	scripts/install-deps
@@ -19,6 +20,11 @@ build: configure
 run: build
 	scripts/dev-setup
 	SOFTHSM2_CONF=$(CURDIR)/var/softhsm2.conf $(BUILD)/daemon/signetd --config var/signetd.toml
+
+# Two appliances in a pair on loopback with three etcd members (a's, b's, a witness), their own
+# tokens, stores and ports (8443, 8444), HSMs paired; prints the URLs. Ctrl-C stops everything.
+demo-pair: build
+	BUILD=$(BUILD) scripts/demo-pair
 
 # Installs dependencies, builds, and runs every test suite through ctest.
 test: build

@@ -13,6 +13,10 @@
 #include "committer.hpp"
 #include "credentials.hpp"
 #include "nonce_authority.hpp"
+#include "pair.hpp"
+#include "pair_catalog.hpp"
+#include "pair_nonces.hpp"
+#include "pair_watermarks.hpp"
 #include "signet/pkcs11/digest.hpp"
 #include "signet/pkcs11/public_key.hpp"
 #include "signet/pkcs11/self_test.hpp"
@@ -34,6 +38,8 @@ struct Appliance::Parts {
     std::shared_ptr<Committer> committer;
     std::shared_ptr<SigningService> service;
     std::shared_ptr<Catalog> catalog;
+    std::shared_ptr<Pair> pair;            // null: standalone
+    std::shared_ptr<PairCatalog> replica;  // catalog replication and pairing; null: standalone
     std::unique_ptr<web::Server> server;
     std::thread background;  // self-test, then audit key and handle warm-up
     std::mutex mu;
@@ -211,10 +217,34 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     p.committer = std::make_shared<Committer>(std::move(writer).value(), logger);
     auto catalog = std::make_shared<Catalog>();
     SIGNET_TRY(catalog->load(*reader));
-    auto nonces = std::make_shared<LocalNonceAuthority>(p.committer, clock, logger);
-    SIGNET_TRY(nonces->load(*reader));
-    auto watermarks = std::make_shared<LocalWatermarkGuard>();
-    SIGNET_TRY(watermarks->load(*reader));
+    std::shared_ptr<NonceAuthority> nonces;
+    std::shared_ptr<WatermarkGuard> watermarks;
+    if (c.ha_mode) {
+        // In a pair, counters, reservations and watermarks live in etcd; SQLite keeps copies.
+        Config hc = c;
+        if (hc.advertise_url.empty()) {
+            hc.advertise_url = std::string(c.tls ? "https://" : "http://") + c.listen_address +
+                               ":" + std::to_string(c.port);
+        }
+        p.pair = SIGNET_TRY(Pair::start(hc, clock, logger));
+        auto pn = std::make_shared<PairNonceAuthority>(p.pair->allocator(), p.pair->fence(),
+                                                       p.pair->coordinator(), p.pair->prefix(),
+                                                       p.committer, clock, logger, c.etcd_timeout);
+        p.pair->allocator()->on_burn(
+            [w = std::weak_ptr<PairNonceAuthority>(pn)](const ha::BurntRange& b) {
+            if (auto n = w.lock()) n->audit_gap(b.counter, b.first, b.last, b.reason);
+        });
+        nonces = pn;
+        watermarks = std::make_shared<PairWatermarkGuard>(p.pair->coordinator(), p.pair->fence(),
+                                                          p.pair->prefix(), c.etcd_timeout);
+    } else {
+        auto local_nonces = std::make_shared<LocalNonceAuthority>(p.committer, clock, logger);
+        SIGNET_TRY(local_nonces->load(*reader));
+        auto local_marks = std::make_shared<LocalWatermarkGuard>();
+        SIGNET_TRY(local_marks->load(*reader));
+        nonces = local_nonces;
+        watermarks = local_marks;
+    }
     logger->log(LogLevel::info, "store", "opened",
                 {{"path", c.database_path().string()},
                  {"schema", *schema},
@@ -247,6 +277,16 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
         p.report.tls_fingerprint = p.tls->fingerprint();
     }
 
+    // Catalog replication (pairs): before the setup token, so that an admin made on the peer
+    // already counts here.
+    if (p.pair) {
+        auto pairing = Pairing::start(
+            {p.pair, p.keys, p.committer, clock, logger, c.so_pin_file, c.etcd_timeout});
+        if (!pairing) return pairing.error().within("prepare the pairing transport key");
+        p.replica = PairCatalog::start(
+            {p.pair, catalog, p.committer, p.keys, *pairing, clock, logger, c.etcd_timeout});
+    }
+
     std::optional<Bytes> setup_hash;
     p.report.setup_token =
         SIGNET_TRY(ensure_setup_token(c, *catalog, *p.committer, *clock, setup_hash));
@@ -254,8 +294,14 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     auto metrics = std::make_shared<web::Registry>();
     p.service = std::make_shared<SigningService>(
         ServiceDeps{catalog, p.keys, p.committer, nonces, watermarks, reader, clock, logger,
-                    metrics},
+                    metrics, p.pair, p.replica},
         ServiceOptions{c.batch_max, std::chrono::seconds(60), setup_hash, c.setup_token_path()});
+
+    if (p.replica) {
+        p.replica->on_setup_complete([w = std::weak_ptr<SigningService>(p.service)] {
+            if (auto s = w.lock()) s->setup_completed_elsewhere();
+        });
+    }
 
     auto router = std::make_shared<web::Router>();
     web::add_api_routes(*router, p.service, metrics, {c.batch_max});
@@ -306,6 +352,10 @@ void Appliance::stop() {
     if (p.service) p.service->flush_tally();
     if (p.checkpointer) p.checkpointer->stop();  // after the tally: the final checkpoint covers it
     p.service.reset();
+    // After the server: no request is in flight. Resigning lets the peer take over at once, and
+    // the burnt rest of each block reaches the audit log through the committer still running.
+    if (p.replica) p.replica->stop();  // before the pair: its watches use the coordinator
+    if (p.pair) p.pair->stop();
     if (p.committer) p.committer->stop();
     if (p.logger) p.logger->log(LogLevel::info, "appliance", "stopped");
 }

@@ -26,6 +26,9 @@ struct KeyRecord {
     std::string created_by;
     Bytes spki;
     web::KeyPolicy policy;
+    // In a pair: the appliance whose HSM generated the key (from etcd, the pair's source of truth;
+    // not kept in SQLite). Empty on a standalone appliance.
+    std::string holder;
 };
 
 struct ClientRecord {

@@ -2,9 +2,12 @@
 
 #include <arpa/inet.h>
 
+#include <cctype>
 #include <charconv>
 #include <map>
 #include <toml.hpp>
+
+#include "signet/ha/etcd_coordinator.hpp"
 
 namespace signet::daemon {
 namespace {
@@ -112,6 +115,36 @@ bool is_loopback(const std::string& addr) {
     return addr == "localhost";
 }
 
+Result<void> parse_ha(Table t, Config& c, const std::string& origin) {
+    std::string mode = "standalone";
+    SIGNET_TRY(t.get("mode", mode));
+    if (mode == "standalone") {
+        c.ha_mode.reset();
+    } else if (auto m = ha::parse_pair_mode(mode)) {
+        c.ha_mode = *m;
+    } else {
+        return bad(origin,
+                   "[ha] mode '" + mode + "' is not one of standalone, hot-standby, dual-active");
+    }
+    SIGNET_TRY(t.get("name", c.ha_name));
+    SIGNET_TRY(t.get("cluster", c.ha_cluster));
+    SIGNET_TRY(t.get("etcd_endpoints", c.etcd_endpoints));
+    SIGNET_TRY(t.get_path("etcd_ca_file", c.etcd_ca_file));
+    SIGNET_TRY(t.get_path("etcd_cert_file", c.etcd_cert_file));
+    SIGNET_TRY(t.get_path("etcd_key_file", c.etcd_key_file));
+    std::string alloc(ha::to_string(c.nonce_allocation));
+    SIGNET_TRY(t.get("nonce_allocation", alloc));
+    const auto a = ha::parse_allocation_mode(alloc);
+    if (!a) return bad(origin, "[ha] nonce_allocation '" + alloc + "' is not one of fast, strict");
+    c.nonce_allocation = *a;
+    SIGNET_TRY(t.get("nonce_block", c.nonce_block));
+    SIGNET_TRY(t.get_ms("lease_ttl_ms", c.lease_ttl));
+    SIGNET_TRY(t.get_ms("etcd_timeout_ms", c.etcd_timeout));
+    SIGNET_TRY(t.get("advertise_url", c.advertise_url));
+    SIGNET_TRY(t.get_path("so_pin_file", c.so_pin_file));
+    return t.done();
+}
+
 }  // namespace
 
 Result<Config> parse_config(const std::string& text, const std::string& origin) {
@@ -178,6 +211,8 @@ Result<Config> parse_config(const std::string& text, const std::string& origin) 
     SIGNET_TRY(log.get("level", level));
     c.log_level = SIGNET_TRY(parse_level(level, origin));
     SIGNET_TRY(log.done());
+
+    SIGNET_TRY(parse_ha(section("ha"), c, origin));
 
     for (const auto& [name, v] : root.as_table()) {
         if (!seen.count(name)) return bad(origin, "unknown section [" + name + "]");
@@ -252,6 +287,51 @@ Result<void> apply_flags(Config& c, const std::vector<std::string>& flags) {
     return ok();
 }
 
+namespace {
+
+bool valid_name(const std::string& s) {
+    if (s.empty() || s.size() > 64) return false;
+    for (const char ch : s) {
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_') return false;
+    }
+    return true;
+}
+
+Result<void> validate_ha(const Config& c) {
+    if (!valid_name(c.ha_name)) {
+        return bad("config",
+                   "[ha] name is required in a pair: 1-64 letters, digits, '-' or '_' (the "
+                   "appliance's member name)");
+    }
+    if (!valid_name(c.ha_cluster)) {
+        return bad("config", "[ha] cluster must be 1-64 letters, digits, '-' or '_'");
+    }
+    if (c.etcd_endpoints.empty()) {
+        return bad("config", "[ha] etcd_endpoints is required in a pair (the local member first)");
+    }
+    bool tls = false;
+    if (auto e = ha::parse_endpoints(c.etcd_endpoints, &tls); !e) {
+        return bad("config", "[ha] etcd_endpoints: " + e.error().message());
+    }
+    if (tls && (c.etcd_ca_file.empty() || c.etcd_cert_file.empty() || c.etcd_key_file.empty())) {
+        return bad("config",
+                   "[ha] https etcd endpoints need etcd_ca_file, etcd_cert_file and etcd_key_file "
+                   "(mutual TLS to the members)");
+    }
+    if (c.nonce_block < 2 || c.nonce_block > 1'000'000) {
+        return bad("config", "[ha] nonce_block must be between 2 and 1000000");
+    }
+    if (c.lease_ttl < std::chrono::milliseconds(1000) || c.lease_ttl.count() % 1000 != 0) {
+        return bad("config",
+                   "[ha] lease_ttl_ms must be a whole number of seconds, at least 1000 (etcd "
+                   "grants leases in seconds)");
+    }
+    if (c.etcd_timeout.count() <= 0) return bad("config", "[ha] etcd_timeout_ms must be positive");
+    return ok();
+}
+
+}  // namespace
+
 Result<void> validate(const Config& c) {
     if (c.pin_file.empty()) return bad("config", "[hsm] pin_file is required");
     if (c.module.empty()) return bad("config", "[hsm] module is required");
@@ -277,6 +357,7 @@ Result<void> validate(const Config& c) {
     if (c.shutdown_grace.count() <= 0) {
         return bad("config", "[server] shutdown_grace_ms must be positive");
     }
+    if (c.ha_mode) SIGNET_TRY(validate_ha(c));
     if (c.io_threads == 0 || c.worker_threads == 0 || c.queue_limit == 0 ||
         c.max_connections == 0 || c.max_sessions == 0 || c.batch_max == 0 ||
         c.max_body_bytes < 1024 || c.max_header_bytes < 1024) {

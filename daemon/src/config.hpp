@@ -6,11 +6,14 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "signet/core/logger.hpp"
 #include "signet/core/result.hpp"
+#include "signet/ha/nonce_allocator.hpp"
+#include "signet/ha/role.hpp"
 
 namespace signet::daemon {
 
@@ -46,12 +49,27 @@ struct Config {
     std::size_t batch_max = 256;
     // [log]
     LogLevel log_level = LogLevel::info;
+    // [ha] (docs/ha.md). Absent: a standalone appliance, counters in SQLite.
+    std::optional<ha::PairMode> ha_mode;
+    std::string ha_name;                // this appliance's member name in the pair
+    std::string ha_cluster = "signet";  // etcd keyspace /signet/<cluster>/
+    std::string etcd_endpoints;         // "name=http://127.0.0.1:2379,..."; the local member first
+    std::filesystem::path etcd_ca_file;
+    std::filesystem::path etcd_cert_file;
+    std::filesystem::path etcd_key_file;
+    ha::AllocationMode nonce_allocation = ha::AllocationMode::fast;
+    std::size_t nonce_block = 1000;
+    std::chrono::milliseconds lease_ttl{1000};
+    std::chrono::milliseconds etcd_timeout{1000};
+    std::string advertise_url;  // how clients and the peer reach this appliance; default: listen
+    std::filesystem::path so_pin_file;  // security officer PIN, read only by the pairing ceremony
 
     [[nodiscard]] std::filesystem::path database_path() const { return data_dir / "signet.db"; }
     [[nodiscard]] std::filesystem::path tls_dir() const { return data_dir / "tls"; }
     [[nodiscard]] std::filesystem::path setup_token_path() const {
         return data_dir / "setup-token";
     }
+    [[nodiscard]] std::string ha_prefix() const { return "/signet/" + ha_cluster + "/"; }
     [[nodiscard]] const std::filesystem::path& identity_pin() const {
         return identity_pin_file.empty() ? pin_file : identity_pin_file;
     }

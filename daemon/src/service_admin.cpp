@@ -61,6 +61,16 @@ web::ClientDescription describe_client(const ClientRecord& r) {
     return {r.id, r.name, r.role, r.active ? "active" : "revoked", r.created_at, r.cert_sha256};
 }
 
+// In a pair, a catalog change is published to etcd before it is committed locally: this takes the
+// pair's write lock (one change at a time with the apply path) and refuses where changes may not
+// be made now (a hot standby: the error names the active). Standalone: an empty lock.
+Result<std::unique_lock<std::mutex>> begin_change(PairCatalog* replica) {
+    if (!replica) return std::unique_lock<std::mutex>{};
+    auto lock = replica->write_lock();
+    SIGNET_TRY(replica->may_write());
+    return lock;
+}
+
 }  // namespace
 
 web::KeyDescription SigningService::describe(const KeyRecord& k) const {
@@ -77,6 +87,7 @@ web::KeyDescription SigningService::describe(const KeyRecord& k) const {
         if (auto addr = pkcs11::ethereum_address(k.spki)) d.ethereum_address = *addr;
     }
     d.policy = k.policy;
+    if (d_.replica) d.holders = d_.replica->holders(k);
     return d;
 }
 
@@ -84,7 +95,14 @@ Result<web::NewClient> SigningService::complete_setup(const std::string& setup_t
                                                       const std::string& admin_name,
                                                       const web::Credentials& cred) {
     SIGNET_TRY(check_name(admin_name, "name"));
+    // Lock order: the pair's write lock before setup_mu_ (the apply path holds the former when it
+    // calls setup_completed_elsewhere()).
+    std::unique_lock<std::mutex> change;
+    if (d_.replica) change = d_.replica->write_lock();
     const std::lock_guard lock(setup_mu_);
+    if (d_.replica && d_.catalog->has_active_admin()) {
+        return denied(Errc::conflict, "setup is already complete (done on the peer)");
+    }
     if (!setup_token_hash_) return denied(Errc::conflict, "setup is already complete");
     const Bytes presented = token_hash(setup_token);
     if (CRYPTO_memcmp(presented.data(), setup_token_hash_->data(), presented.size()) != 0) {
@@ -96,6 +114,10 @@ Result<web::NewClient> SigningService::complete_setup(const std::string& setup_t
     out.token = new_token(kApiTokenPrefix);
     ClientRecord rec{new_id("cl_"), admin_name, Role::admin, token_hash(out.token),
                      std::nullopt,  true,       now(),       std::nullopt};
+    if (d_.replica) {
+        SIGNET_TRY(d_.replica->may_write());
+        SIGNET_TRY(d_.replica->publish_setup(rec));
+    }
     SIGNET_TRY(commit_with_audit(
         [&](Db& txn) -> Result<void> {
             SIGNET_TRY(Catalog::stage_put_client(txn, rec));
@@ -133,6 +155,8 @@ Result<web::KeyDescription> SigningService::create_key(const Caller& c,
         if (!d_.catalog->client(id))
             return denied(Errc::unprocessable, "policy names unknown client '" + id + "'");
     }
+    // Checked before the HSM generates anything: a standby must not make keys the pair never sees.
+    if (d_.replica) SIGNET_TRY(d_.replica->may_write());
     const auto info = d_.keys->generate(
         {*alg, p.replicable ? pkcs11::KeyClass::replicable : pkcs11::KeyClass::local, p.label,
          std::nullopt});
@@ -141,14 +165,31 @@ Result<web::KeyDescription> SigningService::create_key(const Caller& c,
         return info.error().within("generate key in the HSM");
     }
     KeyRecord rec{info->id, p.label,     *alg,           info->key_class, true,
-                  now(),    c.client_id, info->spki_der, p.policy};
+                  now(),    c.client_id, info->spki_der, p.policy,        {}};
+    std::unique_lock<std::mutex> change;
+    if (d_.replica) {
+        rec.holder = d_.replica->name();
+        change = d_.replica->write_lock();
+        // Wrapped at creation once the peer holds this appliance's KEK, so the peer's HSM gets
+        // the key without another ceremony.
+        auto published = [&]() -> Result<void> {
+            auto wrapped = SIGNET_TRY(d_.replica->pairing().wrap(rec));
+            return d_.replica->publish_key(rec, std::move(wrapped));
+        }();
+        if (!published) {
+            (void)d_.keys->destroy(rec.id);  // the pair never learnt of it
+            return published.error();
+        }
+    }
     auto r = commit_with_audit(
         [&](Db& txn) { return Catalog::stage_put_key(txn, rec); },
         {c.client_id, "key.create", rec.id, "ok",
          "{\"algorithm\":" + json_quote(p.algorithm) + ",\"label\":" + json_quote(p.label) +
              ",\"class\":\"" + std::string(pkcs11::to_string(rec.key_class)) + "\"}"});
     if (!r) {
-        (void)d_.keys->destroy(rec.id);  // never leave a key the store does not know about
+        // Never leave a key the store does not know about, nor a record the pair cannot use.
+        if (d_.replica) (void)d_.replica->publish_destroyed(rec);
+        (void)d_.keys->destroy(rec.id);
         return r.error();
     }
     d_.catalog->apply_put_key(rec);
@@ -174,10 +215,12 @@ Result<web::KeyDescription> SigningService::get_key(const Caller& c, const std::
 
 Result<web::KeyDescription> SigningService::disable_key(const Caller& c, const std::string& id) {
     SIGNET_TRY(require_role(c, {Role::admin}, "disable keys"));
+    auto change = SIGNET_TRY(begin_change(d_.replica.get()));
     const auto key = d_.catalog->key(id);
     if (!key) return denied(Errc::not_found, "no key '" + id + "'");
     KeyRecord rec = *key;
     rec.active = false;
+    if (d_.replica) SIGNET_TRY(d_.replica->publish_key(rec));
     SIGNET_TRY(commit_with_audit([&](Db& txn) { return Catalog::stage_put_key(txn, rec); },
                                  {c.client_id, "key.disable", id, "ok", "{}"}));
     d_.catalog->apply_put_key(rec);
@@ -187,6 +230,7 @@ Result<web::KeyDescription> SigningService::disable_key(const Caller& c, const s
 Result<web::KeyDescription> SigningService::set_policy(const Caller& c, const std::string& id,
                                                        const web::KeyPolicy& p) {
     SIGNET_TRY(require_role(c, {Role::admin}, "change key policies"));
+    auto change = SIGNET_TRY(begin_change(d_.replica.get()));
     const auto key = d_.catalog->key(id);
     if (!key) return denied(Errc::not_found, "no key '" + id + "'");
     if (p.nonces != key->policy.nonces) {
@@ -202,6 +246,7 @@ Result<web::KeyDescription> SigningService::set_policy(const Caller& c, const st
     }
     KeyRecord rec = *key;
     rec.policy = p;
+    if (d_.replica) SIGNET_TRY(d_.replica->publish_key(rec));
     SIGNET_TRY(commit_with_audit(
         [&](Db& txn) { return Catalog::stage_put_key(txn, rec); },
         {c.client_id, "key.policy", id, "ok",
@@ -213,7 +258,11 @@ Result<web::KeyDescription> SigningService::set_policy(const Caller& c, const st
 
 Result<void> SigningService::destroy_key(const Caller& c, const std::string& id) {
     SIGNET_TRY(require_role(c, {Role::admin}, "destroy keys"));
-    if (!d_.catalog->key(id)) return denied(Errc::not_found, "no key '" + id + "'");
+    auto change = SIGNET_TRY(begin_change(d_.replica.get()));
+    const auto key = d_.catalog->key(id);
+    if (!key) return denied(Errc::not_found, "no key '" + id + "'");
+    // The pair first: once etcd has the tombstone, the peer destroys its copy too.
+    if (d_.replica) SIGNET_TRY(d_.replica->publish_destroyed(*key));
     // Store first: a failure after this leaves an unreachable HSM object, never a store entry
     // pointing at a key that no longer exists.
     SIGNET_TRY(commit_with_audit([&](Db& txn) { return Catalog::stage_delete_key(txn, id); },
@@ -252,6 +301,8 @@ Result<web::NewClient> SigningService::create_client(
     out.token = new_token(kApiTokenPrefix);
     ClientRecord rec{new_id("cl_"), name,  role,        token_hash(out.token), fp,
                      true,          now(), std::nullopt};
+    auto change = SIGNET_TRY(begin_change(d_.replica.get()));
+    if (d_.replica) SIGNET_TRY(d_.replica->publish_client(rec));
     SIGNET_TRY(commit_with_audit([&](Db& txn) { return Catalog::stage_put_client(txn, rec); },
                                  {c.client_id, "client.create", rec.id, "ok",
                                   "{\"name\":" + json_quote(name) + ",\"role\":\"" +
@@ -270,11 +321,22 @@ Result<std::vector<web::ClientDescription>> SigningService::list_clients(const C
 
 Result<void> SigningService::revoke_client(const Caller& c, const std::string& id) {
     SIGNET_TRY(require_role(c, {Role::admin}, "revoke clients"));
+    auto change = SIGNET_TRY(begin_change(d_.replica.get()));
     auto rec = d_.catalog->client(id);
     if (!rec) return denied(Errc::not_found, "no client '" + id + "'");
     if (!rec->active) return ok();
     rec->active = false;
     rec->revoked_at = now();
+    if (d_.replica) {
+        // The store's own check below runs after etcd already has the revocation: check first.
+        if (rec->role == Role::admin) {
+            const auto clients = d_.catalog->clients();
+            const auto admins = std::ranges::count_if(
+                clients, [](const ClientRecord& r) { return r.active && r.role == Role::admin; });
+            if (admins <= 1) return denied(Errc::conflict, "cannot revoke the last active admin");
+        }
+        SIGNET_TRY(d_.replica->publish_client(*rec));
+    }
     SIGNET_TRY(commit_with_audit(
         [&](Db& txn) -> Result<void> {
             SIGNET_TRY(Catalog::stage_put_client(txn, *rec));
@@ -322,6 +384,40 @@ Result<web::AuditVerification> SigningService::audit_verify(const Caller& c) {
 void SigningService::set_audit_key(Bytes spki) {
     const std::lock_guard lock(reader_mu_);
     audit_key_spki_ = std::move(spki);
+}
+
+Result<web::HaStatus> SigningService::ha_status(const Caller& c) {
+    SIGNET_TRY(require_role(c, {Role::admin, Role::auditor}, "read the HA status"));
+    if (!d_.pair) return web::HaStatus{};
+    web::HaStatus h = d_.pair->status(true);
+    if (d_.replica) {
+        h.transport_sha256 = d_.replica->pairing().transport_sha256();
+        h.kek_to = d_.replica->pairing().exported_to();
+        h.kek_from = d_.replica->pairing().imported_from();
+    }
+    return h;
+}
+
+Result<web::PairResult> SigningService::pair(const Caller& c, const std::string& peer,
+                                             const std::string& transport_sha256) {
+    SIGNET_TRY(require_role(c, {Role::admin}, "pair appliances"));
+    if (!d_.replica) {
+        return denied(Errc::conflict,
+                      "this appliance is standalone: configure [ha] before pairing HSMs");
+    }
+    return d_.replica->pair_with(c.client_id, peer, transport_sha256);
+}
+
+void SigningService::setup_completed_elsewhere() {
+    const std::lock_guard lock(setup_mu_);
+    if (!setup_token_hash_) return;
+    setup_token_hash_.reset();
+    if (!options_.setup_token_file.empty()) {
+        std::error_code ec;  // best effort: the token is already useless
+        std::filesystem::remove(options_.setup_token_file, ec);
+    }
+    d_.logger->log(LogLevel::info, "service", "setup_complete_on_peer",
+                   {{"setup_token", "revoked"}});
 }
 
 }  // namespace signet::daemon

@@ -63,6 +63,10 @@ Commands:
   clients revoke ID
   audit tail [--after N] [--limit N]
   audit verify [--db PATH [--audit-key <data_dir>/audit-key.pem]]   offline with --db
+  ha status                                   role, leader, etcd members, transport_sha256
+  ha pair --peer NAME --transport-sha256 HEX  pairing ceremony: export this HSM's KEK to the
+                                              peer whose transport key has that fingerprint
+                                              (admin; run on each appliance of the pair)
 )";
 
 struct Args {
@@ -100,6 +104,7 @@ const std::map<std::string, std::set<std::string>> kCommandOptions = {
     {"clients create", {"--name", "--role", "--cert-sha256"}},
     {"audit tail", {"--after", "--limit"}},
     {"audit verify", {"--db", "--audit-key"}},
+    {"ha pair", {"--peer", "--transport-sha256"}},
 };
 
 // Exits 2 naming the first option that the command does not take, or that lacks its value.
@@ -446,6 +451,23 @@ int cmd_audit(const Args& a) {
     die("usage: signetctl audit tail|verify [--db PATH]", 2);
 }
 
+int cmd_ha(const Args& a) {
+    const std::string sub = a.positional.size() > 1 ? a.positional[1] : "";
+    if (sub == "status" && a.positional.size() == 2) {
+        print(call(a, "GET", "/v1/ha/status"));
+        return 0;
+    }
+    if (sub == "pair" && a.positional.size() == 2) {
+        // The fingerprint must come from the peer itself (its console, `signetctl ha status`
+        // against it, or its start-up log), never from etcd: it is what the ceremony trusts.
+        json::value body = json::object{{"peer", need(a, "--peer")},
+                                        {"transport_sha256", need(a, "--transport-sha256")}};
+        print(call(a, "POST", "/v1/ha/pair", &body));
+        return 0;
+    }
+    die("usage: signetctl ha status | ha pair --peer NAME --transport-sha256 HEX", 2);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -504,6 +526,7 @@ int main(int argc, char** argv) {
     }
     if (cmd == "clients") return cmd_clients(a);
     if (cmd == "audit") return cmd_audit(a);
+    if (cmd == "ha") return cmd_ha(a);
     std::fprintf(stderr, "signetctl: unknown command '%s'\n\n", cmd.c_str());
     std::fputs(kUsage, stderr);
     return 2;

@@ -113,8 +113,15 @@ void SigningService::set_self_test(const pkcs11::SelfTestReport& report) {
 }
 
 web::Health SigningService::health() {
-    const std::lock_guard lock(health_mu_);
-    return web::Health{true, self_test_passed_.load(), not_ready_reason_};
+    {
+        const std::lock_guard lock(health_mu_);
+        if (!self_test_passed_.load()) return web::Health{true, false, not_ready_reason_};
+    }
+    // Ready means "signs here now": a load balancer sends traffic to the active only.
+    if (d_.pair) {
+        if (auto r = d_.pair->may_sign(); !r) return web::Health{true, false, r.error().message()};
+    }
+    return web::Health{true, true, {}};
 }
 
 Result<void> SigningService::audit_now(AuditEntry audit) {
@@ -136,10 +143,18 @@ Result<void> SigningService::commit_with_audit(const std::function<Result<void>(
 }
 
 Result<void> SigningService::require_ready() {
-    if (self_test_passed_.load()) return ok();
-    const std::lock_guard lock(health_mu_);
-    denials_.with({"not_ready"}).inc();
-    return denied(Errc::not_ready, "not signing: " + not_ready_reason_);
+    if (!self_test_passed_.load()) {
+        const std::lock_guard lock(health_mu_);
+        denials_.with({"not_ready"}).inc();
+        return denied(Errc::not_ready, "not signing: " + not_ready_reason_);
+    }
+    if (d_.pair) {
+        if (auto r = d_.pair->may_sign(); !r) {
+            denials_.with({"ha_role"}).inc();
+            return r.error();
+        }
+    }
+    return ok();
 }
 
 void SigningService::count_hsm_error(const Error& e) {

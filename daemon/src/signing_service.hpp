@@ -21,6 +21,8 @@
 #include "catalog.hpp"
 #include "committer.hpp"
 #include "nonce_authority.hpp"
+#include "pair.hpp"
+#include "pair_catalog.hpp"
 #include "rate_limiter.hpp"
 #include "signet/core/clock.hpp"
 #include "signet/core/logger.hpp"
@@ -49,6 +51,10 @@ struct ServiceDeps {
     std::shared_ptr<const Clock> clock;
     std::shared_ptr<Logger> logger;
     std::shared_ptr<web::Registry> metrics;
+    std::shared_ptr<Pair> pair;  // null: standalone
+    // In a pair: keys and clients replicated through etcd, the transport key and KEKs. Null when
+    // standalone.
+    std::shared_ptr<PairCatalog> replica;
 };
 
 class SigningService final : public web::Service {
@@ -98,6 +104,13 @@ public:
     Result<std::vector<web::AuditRecord>> audit_tail(const web::Caller& c, std::uint64_t after_seq,
                                                      std::size_t limit) override;
     Result<web::AuditVerification> audit_verify(const web::Caller& c) override;
+    Result<web::HaStatus> ha_status(const web::Caller& c) override;
+    Result<web::PairResult> pair(const web::Caller& c, const std::string& peer,
+                                 const std::string& transport_sha256) override;
+
+    // First-run setup was completed on the peer (an active admin arrived through the pair's
+    // catalog): the setup token stops working and its file is removed.
+    void setup_completed_elsewhere();
 
 private:
     // A key the caller may use for `operation` ("sign", "verify", "reserve", "read").

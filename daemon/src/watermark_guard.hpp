@@ -21,6 +21,17 @@ using Watermark = std::vector<std::uint64_t>;
 
 // "[1,2,3]".
 [[nodiscard]] std::string to_string(const Watermark& w);
+// "[1,2,3]" -> {1,2,3}; invalid_argument for anything but an array of whole numbers.
+[[nodiscard]] Result<Watermark> parse_watermark(std::string_view text);
+
+// The rule every guard applies (see WatermarkGuard::begin): ok when `w` may be signed after the
+// stored watermark (empty: none yet) whose payload hash is `stored_hash`.
+[[nodiscard]] Result<void> check_watermark(const Watermark& stored, ByteView stored_hash,
+                                           const Watermark& w, ByteView payload_hash,
+                                           bool allow_equal);
+// Inside the writer transaction: the appliance's local copy of a key's watermark.
+[[nodiscard]] Result<void> stage_watermark_row(Db& txn, const std::string& key_id,
+                                               const Watermark& w, ByteView payload_hash);
 
 class WatermarkLease {
 public:

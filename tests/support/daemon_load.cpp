@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 
 #include "signet_test/crypto_oracle.hpp"
 #include "signet_test/daemon_api.hpp"
@@ -25,11 +26,16 @@ void NonceLoad::start() {
 }
 
 void NonceLoad::run(int thread) {
-    ApiClient api(client_, token_);
+    std::vector<std::unique_ptr<ApiClient>> apis;
+    apis.push_back(std::make_unique<ApiClient>(client_, token_));
+    for (const auto& o : options_.failover) apis.push_back(std::make_unique<ApiClient>(o, token_));
+    std::size_t target = 0;
     for (int i = 0; i < options_.per_thread && std::chrono::steady_clock::now() < deadline_; ++i) {
+        ApiClient& api = *apis[target];
         SignOp op;
         op.thread = thread;
         op.index = i;
+        op.target = static_cast<int>(target);
         op.digest_hex =
             sha256_hex(options_.salt + "/" + std::to_string(thread) + "/" + std::to_string(i));
         const std::string body =
@@ -56,6 +62,11 @@ void NonceLoad::run(int thread) {
             ops_.push_back(std::move(op));
         }
         if (!stop && r->status == 200) ++acked_;
+        if (apis.size() > 1 && (stop || r->status == 503)) {
+            target = (target + 1) % apis.size();  // fail over, as a pair's client would
+            std::this_thread::sleep_for(options_.failover_pause);
+            continue;
+        }
         if (stop) break;  // the daemon is gone: this client's history ends here
     }
     --running_;

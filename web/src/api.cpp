@@ -97,14 +97,26 @@ json::value key_json(const KeyDescription& k) {
     json::object pk{{"pem", k.public_key_pem}};
     if (!k.jwk_json.empty()) pk["jwk"] = json::parse(k.jwk_json);
     if (k.ethereum_address) pk["ethereum_address"] = *k.ethereum_address;
-    return json::object{{"id", k.id},
-                        {"label", k.label},
-                        {"algorithm", k.algorithm},
-                        {"class", k.key_class},
-                        {"state", k.state},
-                        {"created_at", k.created_at},
-                        {"public_key", std::move(pk)},
-                        {"policy", policy_to_json(k.policy)}};
+    json::object o{{"id", k.id},
+                   {"label", k.label},
+                   {"algorithm", k.algorithm},
+                   {"class", k.key_class},
+                   {"state", k.state},
+                   {"created_at", k.created_at},
+                   {"public_key", std::move(pk)},
+                   {"policy", policy_to_json(k.policy)}};
+    if (!k.holders.empty()) {
+        json::array holders;
+        for (const auto& h : k.holders) holders.push_back(json::string(h));
+        o["holders"] = std::move(holders);
+    }
+    return o;
+}
+
+json::array string_array(const std::vector<std::string>& v) {
+    json::array out;
+    for (const auto& s : v) out.push_back(json::string(s));
+    return out;
 }
 
 json::object signature_json(const SignResult& s, const std::string& encoding) {
@@ -383,6 +395,57 @@ void add_admin_routes(Router& r, const std::shared_ptr<Service>& svc) {
                o["checkpoints"] = v.checkpoints;
                if (v.last_checkpoint_seq) o["last_checkpoint_seq"] = *v.last_checkpoint_seq;
                return json_response(200, o);
+           })});
+    r.add({"GET", "/v1/ha/status", "ha.status", Execution::worker,
+           authed(svc, [](Request&, Service& s, const Caller& c) -> Result<Response> {
+               const HaStatus h = SIGNET_TRY(s.ha_status(c));
+               json::array members;
+               for (const auto& m : h.etcd) {
+                   members.push_back(json::object{{"name", m.name},
+                                                  {"url", m.url},
+                                                  {"reachable", m.reachable},
+                                                  {"leader", m.leader},
+                                                  {"latency_ms", m.latency_ms},
+                                                  {"error", m.error}});
+               }
+               json::object o{
+                   {"mode", h.mode},
+                   {"role", h.role},
+                   {"name", h.name},
+                   {"allocation", h.allocation},
+                   {"leader",
+                    json::object{{"name", h.leader_name}, {"url", h.leader_url}, {"term", h.term}}},
+                   {"lease_remaining_ms", h.lease_remaining_ms},
+                   {"reason", h.reason},
+                   {"role_changes", h.role_changes},
+                   {"etcd", std::move(members)},
+                   {"allocation_stats", json::object{{"transactions", h.txns},
+                                                     {"conflicts", h.conflicts},
+                                                     {"unknown_outcomes", h.unknown},
+                                                     {"burnt", h.burnt},
+                                                     {"issued", h.issued}}}};
+               if (!h.transport_sha256.empty()) {
+                   o["transport_sha256"] = h.transport_sha256;
+                   o["kek_to"] = string_array(h.kek_to);
+                   o["kek_from"] = string_array(h.kek_from);
+               }
+               return json_response(200, o);
+           })});
+    r.add({"POST", "/v1/ha/pair", "ha.pair", Execution::worker,
+           authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+               auto body = SIGNET_TRY(detail::parse_object(req));
+               Fields f(body);
+               const auto peer = SIGNET_TRY(f.string("peer"));
+               const auto fp = SIGNET_TRY(f.string("transport_sha256"));
+               SIGNET_TRY(f.done());
+               if (!peer || !fp) return bad("'peer' and 'transport_sha256' are required");
+               const PairResult p = SIGNET_TRY(s.pair(c, *peer, *fp));
+               return json_response(200,
+                                    json::object{{"peer", p.peer},
+                                                 {"kek_id", p.kek_id},
+                                                 {"peer_transport_sha256", p.peer_transport_sha256},
+                                                 {"keys_wrapped", p.keys_wrapped},
+                                                 {"failures", string_array(p.failures)}});
            })});
 }
 

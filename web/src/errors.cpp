@@ -31,6 +31,17 @@ std::string signet_message(const Error& e, Errc errc, int status) {
     return errc_name(errc);
 }
 
+// Stable API codes of signet::ha::HaErrc values.
+std::string ha_code(int v) {
+    switch (v) {
+        case 4: return "not_active";
+        case 5: return "fenced";
+        case 6: return "allocation_stopped";
+        case 7: return "conflict_retry";
+        default: return "coordinator_unavailable";
+    }
+}
+
 }  // namespace
 
 int http_status(Errc e) noexcept {
@@ -81,6 +92,11 @@ ApiError to_api_error(const Error& e) {
             out = {
                 500, "hsm_error", "the HSM refused the operation (" + e.code.message() + ")", {}};
         }
+    } else if (std::strcmp(cat.name(), "ha") == 0) {
+        // Pair conditions (signet::ha::HaErrc, seen here by name: web/ does not depend on ha/).
+        // All are "try again, maybe elsewhere": the message names the active when known.
+        out = {503, ha_code(e.code.value()), e.context.empty() ? e.code.message() : e.context,
+               kRetryAfterSeconds};
     } else {
         out = {500, "internal", "internal error", {}};
     }

@@ -20,7 +20,8 @@ const std::string& openapi_document() {
           "policy_denied", "not_found", "already_exists", "conflict", "key_disabled", "watermark_regression",
           "reservation_invalid", "payload_too_large", "unprocessable", "unsupported", "not_replicable",
           "rate_limited", "overloaded", "not_ready", "unavailable", "hsm_unavailable", "hsm_error",
-          "method_not_allowed", "internal"]},
+          "method_not_allowed", "internal", "not_active", "fenced", "allocation_stopped",
+          "conflict_retry", "coordinator_unavailable"]},
         "message": {"type": "string"}, "request_id": {"type": "string"}}}}},
     "Policy": {"type": "object", "additionalProperties": false, "properties": {
       "clients": {"type": "array", "items": {"type": "string"}, "description": "client ids; empty = any signer"},
@@ -35,7 +36,8 @@ const std::string& openapi_document() {
       "state": {"type": "string", "enum": ["active", "disabled"]}, "created_at": {"type": "string"},
       "public_key": {"type": "object", "properties": {"pem": {"type": "string"}, "jwk": {"type": "object"},
         "ethereum_address": {"type": "string"}}},
-      "policy": {"$ref": "#/components/schemas/Policy"}}},
+      "policy": {"$ref": "#/components/schemas/Policy"},
+      "holders": {"type": "array", "items": {"type": "string"}, "description": "in a pair: the appliances whose HSM holds the private key"}}},
     "CreateKey": {"type": "object", "required": ["algorithm", "label"], "additionalProperties": false, "properties": {
       "algorithm": {"type": "string"}, "label": {"type": "string", "maxLength": 128},
       "replicable": {"type": "boolean"}, "policy": {"$ref": "#/components/schemas/Policy"}}},
@@ -147,7 +149,16 @@ const std::string& openapi_document() {
     "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer"}}, {"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 1000}}],
     "responses": {"200": {"description": "{\"records\": [AuditRecord]}"}, "403": {"$ref": "#/components/responses/Error"}}}},
   "/v1/audit/verify": {"post": {"summary": "verify the audit hash chain (admin, auditor)",
-    "responses": {"200": {"description": "{\"ok\", \"records\", \"first_bad_seq\", \"reason\", \"checkpoints\", \"last_checkpoint_seq\"}"}, "403": {"$ref": "#/components/responses/Error"}}}}
+    "responses": {"200": {"description": "{\"ok\", \"records\", \"first_bad_seq\", \"reason\", \"checkpoints\", \"last_checkpoint_seq\"}"}, "403": {"$ref": "#/components/responses/Error"}}}},
+  "/v1/ha/status": {"get": {"summary": "this appliance's place in its pair: mode, role, leader and term, lease, etcd members, allocation counters (admin, auditor)",
+    "responses": {"200": {"description": "{\"mode\", \"role\", \"name\", \"allocation\", \"leader\": {\"name\", \"url\", \"term\"}, \"lease_remaining_ms\", \"reason\", \"role_changes\", \"etcd\": [member], \"allocation_stats\", \"transport_sha256\" (pairs: SHA-256 of this appliance's transport key, for the peer's pairing ceremony), \"kek_to\", \"kek_from\"}"}, "403": {"$ref": "#/components/responses/Error"}}}},
+  "/v1/ha/pair": {"post": {"summary": "pairing ceremony: export a key-encryption key to the peer whose published transport key has the given SHA-256, then wrap this appliance's replicable keys for it (admin, audited; reads [ha] so_pin_file)",
+    "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["peer", "transport_sha256"], "additionalProperties": false,
+      "properties": {"peer": {"type": "string"}, "transport_sha256": {"type": "string", "description": "64 hex digits, as the peer shows in GET /v1/ha/status"}}}}}},
+    "responses": {"200": {"description": "{\"peer\", \"kek_id\", \"peer_transport_sha256\", \"keys_wrapped\", \"failures\"}"},
+      "400": {"$ref": "#/components/responses/Error"}, "403": {"$ref": "#/components/responses/Error"},
+      "404": {"$ref": "#/components/responses/Error"}, "409": {"$ref": "#/components/responses/Error"},
+      "422": {"$ref": "#/components/responses/Error"}, "503": {"$ref": "#/components/responses/Error"}}}}
 }})json";
     return doc;
 }

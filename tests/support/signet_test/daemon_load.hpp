@@ -23,7 +23,8 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 
 struct SignOp {
     int thread = 0;
-    int index = 0;  // position in its thread's sequence
+    int index = 0;   // position in its thread's sequence
+    int target = 0;  // which appliance it was sent to (0: the first client, then `failover`)
     SteadyTime invoked{}, completed{};
     bool acked = false;             // HTTP 200 arrived
     bool transport_failed = false;  // no response (connection refused/reset: the daemon died)
@@ -39,10 +40,15 @@ struct LoadOptions {
     int per_thread = 50;                            // bound on requests per thread
     std::chrono::milliseconds max_duration = 120s;  // bound on the whole run
     std::string salt = "load";                      // makes payloads distinct across loads
+    // Other appliances of a pair. With any, a thread whose request fails (no response, or 503)
+    // moves on to the next appliance after `failover_pause` and goes on, instead of stopping.
+    std::vector<web::ClientOptions> failover;
+    std::chrono::milliseconds failover_pause{20};
 };
 
 // `threads` threads, each with its own connection, send {"digest": ..., "nonce": true} to one key
-// until `per_thread` requests, the first transport failure, or `max_duration`.
+// until `per_thread` requests, the first transport failure (unless `failover` names other
+// appliances), or `max_duration`.
 class NonceLoad {
 public:
     NonceLoad(web::ClientOptions client, std::string token, std::string key_id,

@@ -69,6 +69,9 @@ struct KeyDescription {
     std::string jwk_json;  // RFC 7517 JWK as a JSON object text
     std::optional<std::string> ethereum_address;
     KeyPolicy policy;
+    // In a pair: the appliances whose HSM holds the private key, sorted by name. Empty on a
+    // standalone appliance.
+    std::vector<std::string> holders;
 };
 
 struct CreateKeyParams {
@@ -137,6 +140,49 @@ struct AuditVerification {
     std::optional<std::uint64_t> last_checkpoint_seq;  // records up to here are signed for
 };
 
+// One etcd member as this appliance sees it.
+struct HaMember {
+    std::string name;
+    std::string url;
+    bool reachable = false;
+    bool leader = false;
+    std::int64_t latency_ms = 0;
+    std::string error;
+};
+
+// The appliance's place in a pair (GET /v1/ha/status, signetctl ha status).
+struct HaStatus {
+    std::string mode = "standalone";  // standalone | hot-standby | dual-active
+    std::string role = "standalone";  // standalone | starting | standby | active | dual | isolated
+    std::string name;
+    std::string allocation;  // fast | strict (pairs)
+    std::string leader_name;
+    std::string leader_url;
+    std::int64_t term = 0;
+    std::int64_t lease_remaining_ms = 0;
+    std::string reason;  // why this appliance does not sign now
+    std::uint64_t role_changes = 0;
+    std::vector<HaMember> etcd;
+    // Allocation counters since start: transactions, CAS conflicts, unknown outcomes, values
+    // burnt, values issued.
+    std::uint64_t txns = 0, conflicts = 0, unknown = 0, burnt = 0, issued = 0;
+    // Hex SHA-256 of this appliance's transport key (SPKI): the fingerprint an operator gives the
+    // peer's pairing ceremony. Empty when standalone.
+    std::string transport_sha256;
+    std::vector<std::string> kek_to;    // peers this appliance exported a KEK to
+    std::vector<std::string> kek_from;  // peers whose KEK this appliance imported
+};
+
+// The outcome of POST /v1/ha/pair: this appliance exported a key-encryption key to `peer` and
+// re-published its replicable keys wrapped under it.
+struct PairResult {
+    std::string peer;
+    std::string kek_id;
+    std::string peer_transport_sha256;
+    std::uint64_t keys_wrapped = 0;
+    std::vector<std::string> failures;  // "<key id>: <why>" for keys that could not be wrapped
+};
+
 struct Health {
     bool live = true;
     bool ready = false;
@@ -189,6 +235,12 @@ public:
                                                                       std::uint64_t after_seq,
                                                                       std::size_t limit) = 0;
     [[nodiscard]] virtual Result<AuditVerification> audit_verify(const Caller& c) = 0;
+
+    [[nodiscard]] virtual Result<HaStatus> ha_status(const Caller& c) = 0;
+    // The pairing ceremony's export to `peer` (admin, audited): refused unless the peer's published
+    // transport key has SHA-256 `transport_sha256`.
+    [[nodiscard]] virtual Result<PairResult> pair(const Caller& c, const std::string& peer,
+                                                  const std::string& transport_sha256) = 0;
 };
 
 }  // namespace signet::web

@@ -1,0 +1,235 @@
+#include "pair.hpp"
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "signet/ha/etcd_coordinator.hpp"
+
+namespace signet::daemon {
+namespace {
+
+// One thread running posted work in order (the allocator's block refills). Work posted after
+// stop() is dropped: the allocator treats a refill that never ran like one that never started.
+class SerialExecutor {
+public:
+    SerialExecutor() : thread_([this] { loop(); }) {}
+    ~SerialExecutor() { stop(); }
+    void post(std::function<void()> work) {
+        {
+            const std::lock_guard lock(mu_);
+            if (stopping_) return;
+            queue_.push_back(std::move(work));
+        }
+        cv_.notify_one();
+    }
+    void stop() {
+        {
+            const std::lock_guard lock(mu_);
+            stopping_ = true;
+        }
+        cv_.notify_one();
+        if (thread_.joinable()) thread_.join();
+    }
+
+private:
+    void loop() {
+        std::unique_lock lock(mu_);
+        for (;;) {
+            cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty()) return;  // stopping, nothing left
+            auto work = std::move(queue_.front());
+            queue_.pop_front();
+            lock.unlock();
+            work();
+            lock.lock();
+        }
+    }
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::function<void()>> queue_;  // guarded by mu_
+    bool stopping_ = false;                    // guarded by mu_
+    std::thread thread_;
+};
+
+}  // namespace
+
+struct Pair::Impl {
+    Config config;
+    std::string prefix;
+    std::shared_ptr<Logger> logger;
+    std::shared_ptr<ha::Coordinator> coordinator;
+    std::shared_ptr<ha::RoleMachine> role;
+    std::shared_ptr<SerialExecutor> executor;
+    std::shared_ptr<ha::NonceAllocator> allocator;
+    ha::Milliseconds tick_every{100};
+
+    std::mutex mu;
+    std::condition_variable cv;
+    bool stopping = false;                                              // guarded by mu
+    std::vector<std::function<void(const ha::RoleStatus&)>> callbacks;  // guarded by mu
+    std::thread driver;
+
+    void drive() {
+        std::unique_lock lock(mu);
+        while (!stopping) {
+            lock.unlock();
+            role->tick();
+            lock.lock();
+            cv.wait_for(lock, tick_every, [this] { return stopping; });
+        }
+    }
+};
+
+Pair::Pair(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pair::~Pair() { stop(); }
+
+Result<std::unique_ptr<Pair>> Pair::start(const Config& c, std::shared_ptr<const Clock> clock,
+                                          std::shared_ptr<Logger> logger) {
+    auto impl = std::make_unique<Impl>();
+    impl->config = c;
+    impl->prefix = c.ha_prefix();
+    impl->logger = logger;
+    bool tls = false;
+    ha::EtcdOptions eo;
+    eo.endpoints = SIGNET_TRY(ha::parse_endpoints(c.etcd_endpoints, &tls));
+    eo.tls = tls;
+    eo.ca_file = c.etcd_ca_file.string();
+    eo.client_cert_file = c.etcd_cert_file.string();
+    eo.client_key_file = c.etcd_key_file.string();
+    try {
+        impl->coordinator = ha::make_etcd_coordinator(eo, logger);
+    } catch (const ErrorException& e) {
+        return e.error().within("[ha] etcd connection settings");
+    }
+
+    ha::RoleOptions ro;
+    ro.prefix = impl->prefix;
+    ro.name = c.ha_name;
+    ro.url = c.advertise_url;
+    ro.mode = *c.ha_mode;
+    ro.lease_ttl = c.lease_ttl;
+    // Each call made by a tick must end well within the lease so that renewals keep up.
+    ro.call_timeout = std::min(c.etcd_timeout, c.lease_ttl / 4);
+    impl->role = std::make_shared<ha::RoleMachine>(impl->coordinator, clock, ro, logger);
+    // A standby notices an expired leader key within one tick; the active renews 10x per TTL at
+    // 1 s, so one lost keep-alive never costs the role.
+    impl->tick_every = std::min(ha::Milliseconds(100), c.lease_ttl / 10);
+
+    impl->executor = std::make_shared<SerialExecutor>();
+    ha::AllocatorOptions ao;
+    ao.prefix = impl->prefix;
+    ao.mode = c.nonce_allocation;
+    ao.block_size = c.nonce_block;
+    ao.txn_timeout = c.etcd_timeout;
+    impl->allocator = std::make_shared<ha::NonceAllocator>(
+        impl->coordinator, impl->role, ao,
+        [ex = std::weak_ptr<SerialExecutor>(impl->executor)](std::function<void()> w) {
+        if (auto e = ex.lock()) e->post(std::move(w));
+        },
+        logger);
+
+    Impl* raw = impl.get();
+    impl->role->on_change([raw](const ha::RoleStatus& st) {
+        raw->logger->log(st.role == ha::Role::active || st.role == ha::Role::dual ? LogLevel::info
+                                                                                  : LogLevel::warn,
+                         "ha", "role_changed",
+                         {{"role", ha::to_string(st.role)},
+                          {"leader", st.leader_name},
+                          {"term", st.term},
+                          {"reason", st.reason}});
+        if (st.role != ha::Role::active && st.role != ha::Role::dual) {
+            // Values left in a block must never be issued by a non-holder: burn them now.
+            raw->allocator->drop_blocks("role lost (" + std::string(ha::to_string(st.role)) + ")");
+        }
+        std::vector<std::function<void(const ha::RoleStatus&)>> cbs;
+        {
+            const std::lock_guard lock(raw->mu);
+            cbs = raw->callbacks;
+        }
+        for (const auto& cb : cbs) cb(st);
+    });
+    logger->log(LogLevel::info, "ha", "joining",
+                {{"mode", ha::to_string(*c.ha_mode)},
+                 {"name", c.ha_name},
+                 {"cluster", c.ha_cluster},
+                 {"allocation", ha::to_string(c.nonce_allocation)},
+                 {"lease_ttl_ms", c.lease_ttl.count()}});
+    impl->driver = std::thread([raw] { raw->drive(); });
+    return std::unique_ptr<Pair>(new Pair(std::move(impl)));
+}
+
+void Pair::stop() {
+    Impl& p = *impl_;
+    {
+        const std::lock_guard lock(p.mu);
+        if (p.stopping) return;
+        p.stopping = true;
+    }
+    p.cv.notify_all();
+    if (p.driver.joinable()) p.driver.join();
+    p.allocator->drop_blocks("appliance stopping");
+    p.role->resign();
+    p.executor->stop();
+}
+
+const std::shared_ptr<ha::Coordinator>& Pair::coordinator() const noexcept {
+    return impl_->coordinator;
+}
+std::shared_ptr<const ha::Fence> Pair::fence() const noexcept { return impl_->role; }
+const std::shared_ptr<ha::NonceAllocator>& Pair::allocator() const noexcept {
+    return impl_->allocator;
+}
+const std::string& Pair::prefix() const noexcept { return impl_->prefix; }
+const std::string& Pair::name() const noexcept { return impl_->config.ha_name; }
+
+Result<void> Pair::may_sign() const {
+    auto r = impl_->role->check();
+    if (r) return r;
+    const ha::RoleStatus st = impl_->role->status();
+    if (st.role == ha::Role::standby && !st.leader_name.empty()) {
+        return make_error(ha::HaErrc::not_active, "this appliance (" + st.name +
+                                                      ") is the hot standby; the active is " +
+                                                      st.leader_name + " at " + st.leader_url);
+    }
+    return r.error().within("this appliance (" + st.name + ") does not sign now (" +
+                            std::string(ha::to_string(st.role)) +
+                            (st.reason.empty() ? "" : ": " + st.reason) + ")");
+}
+
+web::HaStatus Pair::status(bool members) const {
+    const ha::RoleStatus st = impl_->role->status();
+    web::HaStatus h;
+    h.mode = ha::to_string(st.mode);
+    h.role = ha::to_string(st.role);
+    h.name = st.name;
+    h.allocation = ha::to_string(impl_->allocator->mode());
+    h.leader_name = st.leader_name;
+    h.leader_url = st.leader_url;
+    h.term = st.term;
+    h.lease_remaining_ms = st.lease_remaining.count();
+    h.reason = st.reason;
+    h.role_changes = st.transitions;
+    const ha::AllocatorStats a = impl_->allocator->stats();
+    h.txns = a.transactions;
+    h.conflicts = a.conflicts;
+    h.unknown = a.unknown;
+    h.burnt = a.burnt;
+    h.issued = a.issued;
+    if (members) {
+        for (const auto& m : impl_->coordinator->members(impl_->config.etcd_timeout)) {
+            h.etcd.push_back(
+                {m.name, m.client_url, m.reachable, m.is_leader, m.latency.count(), m.error});
+        }
+    }
+    return h;
+}
+
+void Pair::on_role_change(std::function<void(const ha::RoleStatus&)> callback) {
+    const std::lock_guard lock(impl_->mu);
+    impl_->callbacks.push_back(std::move(callback));
+}
+
+}  // namespace signet::daemon

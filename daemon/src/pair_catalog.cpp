@@ -1,0 +1,566 @@
+#include "pair_catalog.hpp"
+
+#include <algorithm>
+
+#include "audit_log.hpp"
+#include "signet/core/json.hpp"
+
+namespace signet::daemon {
+namespace {
+
+constexpr int kCasAttempts = 5;
+constexpr ha::Milliseconds kFirstBackoff{200};
+constexpr ha::Milliseconds kMaxBackoff{5000};
+
+std::string key_action(const std::optional<KeyRecord>& before, const KeyRecord& after) {
+    if (!before) return "key.create.replicated";
+    if (before->active && !after.active) return "key.disable.replicated";
+    if (!same_key(*before, after)) return "key.policy.replicated";
+    return "key.update.replicated";
+}
+
+std::string client_action(const std::optional<ClientRecord>& before, const ClientRecord& after) {
+    if (!before) return "client.create.replicated";
+    if (before->active && !after.active) return "client.revoke.replicated";
+    return "client.update.replicated";
+}
+
+}  // namespace
+
+PairCatalog::PairCatalog(PairCatalogDeps deps)
+    : d_(std::move(deps)),
+      catalog_prefix_(d_.pair->prefix() + "catalog/"),
+      kek_prefix_(d_.pair->prefix() + "pairing/kek/") {}
+
+std::shared_ptr<PairCatalog> PairCatalog::start(PairCatalogDeps deps) {
+    std::shared_ptr<PairCatalog> p(new PairCatalog(std::move(deps)));
+    // Before the worker exists, so the watches and published_local_ are still this thread's.
+    const auto first = p->sync();
+    if (!first) {
+        p->d_.logger->log(LogLevel::warn, "replication", "catalog_sync_failed",
+                          {{"error", first.error().message()}, {"retry", "in the background"}});
+    }
+    {
+        const std::lock_guard lock(p->mu_);
+        p->watch_failed_ = !first;  // the worker starts with a full synchronisation
+    }
+    p->worker_ = std::thread([raw = p.get()] { raw->run(); });
+    return p;
+}
+
+PairCatalog::~PairCatalog() { stop(); }
+
+void PairCatalog::stop() {
+    {
+        const std::lock_guard lock(mu_);
+        if (stopping_ && !worker_.joinable()) return;
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (worker_.joinable()) worker_.join();
+    // Without mu_: a watch's destructor waits for a running callback, which takes mu_.
+    catalog_watch_.reset();
+    kek_watch_.reset();
+}
+
+const std::string& PairCatalog::name() const noexcept { return d_.pair->name(); }
+
+std::string PairCatalog::path(std::string_view kind, const std::string& id) const {
+    return catalog_prefix_ + std::string(kind) + "/" + id;
+}
+
+void PairCatalog::on_setup_complete(std::function<void()> f) {
+    const std::lock_guard lock(mu_);
+    setup_hooks_.push_back(std::move(f));
+}
+
+// --- Worker -------------------------------------------------------------------------------------
+
+void PairCatalog::run() {
+    ha::Milliseconds backoff = kFirstBackoff;
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+        if (watch_failed_) {
+            // Events of the failed watch are older than the range below: applying them after it
+            // would roll records back.
+            watch_failed_ = false;
+            queue_.clear();
+            kek_queue_.clear();
+            lock.unlock();
+            catalog_watch_.reset();
+            kek_watch_.reset();
+            const auto r = sync();
+            lock.lock();
+            if (!r) {
+                watch_failed_ = true;
+                d_.logger->log(LogLevel::warn, "replication", "catalog_sync_failed",
+                               {{"error", r.error().message()}, {"retry_ms", backoff.count()}});
+                cv_.wait_for(lock, backoff, [this] { return stopping_; });
+                backoff = std::min(backoff * 2, kMaxBackoff);
+                continue;
+            }
+            backoff = kFirstBackoff;
+            d_.logger->log(LogLevel::info, "replication", "catalog_synchronised");
+            continue;
+        }
+        cv_.wait(lock, [this] {
+            return stopping_ || watch_failed_ || !queue_.empty() || !kek_queue_.empty();
+        });
+        if (stopping_ || watch_failed_) continue;
+        auto events = std::move(queue_);
+        auto keks = std::move(kek_queue_);
+        queue_.clear();
+        kek_queue_.clear();
+        lock.unlock();
+        for (const auto& e : events) apply(e);
+        for (const auto& e : keks) {
+            if (e.put) apply_kek(e.kv.value);
+        }
+        lock.lock();
+    }
+}
+
+Result<void> PairCatalog::sync() {
+    auto& coord = *d_.pair->coordinator();
+    SIGNET_TRY(d_.pairing->publish_transport());
+    const auto catalog =
+        SIGNET_TRY(coord.range(catalog_prefix_, ha::prefix_end(catalog_prefix_), d_.timeout));
+    const auto keks = SIGNET_TRY(coord.range(kek_prefix_, ha::prefix_end(kek_prefix_), d_.timeout));
+    std::set<std::string> clients, keys;
+    bool setup_marked = false;
+    {
+        // The holder sets are rebuilt from this snapshot: a deletion missed while not watching
+        // must not leave a stale holder behind.
+        std::map<std::string, std::set<std::string>> available;
+        for (const auto& kv : catalog.kvs) {
+            const std::string rest = kv.key.substr(catalog_prefix_.size());
+            if (!rest.starts_with("available/")) continue;
+            const auto slash = rest.find('/', 10);
+            if (slash != std::string::npos)
+                available[rest.substr(10, slash - 10)].insert(rest.substr(slash + 1));
+        }
+        const std::lock_guard lock(mu_);
+        available_ = std::move(available);
+    }
+    // Clients before keys: a key's policy may name a client.
+    for (const std::string_view kind : {"clients/", "keys/", "setup"}) {
+        for (const auto& kv : catalog.kvs) {
+            const std::string rest = kv.key.substr(catalog_prefix_.size());
+            if (!rest.starts_with(kind)) continue;
+            if (kind == "setup") setup_marked = true;
+            if (kind == "clients/") clients.insert(rest.substr(8));
+            if (kind == "keys/") keys.insert(rest.substr(5));
+            if (kind != "setup") apply({true, kv});
+        }
+    }
+    if (!published_local_) {
+        SIGNET_TRY(publish_missing(clients, keys, setup_marked));
+        published_local_ = true;
+    }
+    for (const auto& kv : keks.kvs) apply_kek(kv.value);
+
+    ha::WatchHandlers ch;
+    ch.on_events = [this](const std::vector<ha::WatchEvent>& evs, std::int64_t) {
+        const std::lock_guard lock(mu_);
+        for (const auto& ev : evs) queue_.push_back({ev.type == ha::WatchEvent::Type::put, ev.kv});
+        cv_.notify_all();
+    };
+    auto failed = [this](const Error& e) {
+        d_.logger->log(LogLevel::warn, "replication", "watch_failed",
+                       {{"error", e.message()}, {"action", "re-reading the catalog"}});
+        const std::lock_guard lock(mu_);
+        watch_failed_ = true;
+        cv_.notify_all();
+    };
+    ch.on_error = failed;
+    catalog_watch_ = SIGNET_TRY(coord.watch(catalog_prefix_, ha::prefix_end(catalog_prefix_),
+                                            catalog.revision + 1, std::move(ch)));
+    ha::WatchHandlers kh;
+    kh.on_events = [this](const std::vector<ha::WatchEvent>& evs, std::int64_t) {
+        const std::lock_guard lock(mu_);
+        for (const auto& ev : evs)
+            kek_queue_.push_back({ev.type == ha::WatchEvent::Type::put, ev.kv});
+        cv_.notify_all();
+    };
+    kh.on_error = failed;
+    kek_watch_ = SIGNET_TRY(
+        coord.watch(kek_prefix_, ha::prefix_end(kek_prefix_), keks.revision + 1, std::move(kh)));
+    return ok();
+}
+
+// An appliance joining a pair with clients and keys of its own publishes them (never over a
+// record etcd already holds).
+Result<void> PairCatalog::publish_missing(const std::set<std::string>& clients,
+                                          const std::set<std::string>& keys, bool setup_marked) {
+    std::size_t published = 0;
+    auto put_absent = [&](const std::string& k, const std::string& v) -> Result<void> {
+        ha::TxnRequest t;
+        t.compare.push_back(ha::Compare::absent(k));
+        t.success.push_back(ha::Op::put(k, v));
+        if (SIGNET_TRY(d_.pair->coordinator()->txn(t, d_.timeout)).succeeded) ++published;
+        return ok();
+    };
+    for (const auto& c : d_.catalog->clients()) {
+        if (!clients.contains(c.id))
+            SIGNET_TRY(put_absent(path("clients", c.id), encode_client(c, name())));
+    }
+    if (!setup_marked && d_.catalog->has_active_admin()) {
+        SIGNET_TRY(put_absent(catalog_prefix_ + "setup", "{\"by\":" + json_quote(name()) + "}"));
+    }
+    for (const auto& k : d_.catalog->keys()) {
+        if (keys.contains(k->id)) continue;
+        KeyEntry e{*k, std::nullopt, false, name()};
+        if (e.key.holder.empty()) e.key.holder = name();
+        if (e.key.holder == name()) e.wrapped = SIGNET_TRY(d_.pairing->wrap(e.key));
+        SIGNET_TRY(put_absent(path("keys", k->id), encode_key(e)));
+        d_.catalog->apply_put_key(e.key);
+    }
+    if (published > 0) {
+        d_.logger->log(LogLevel::info, "replication", "local_records_published",
+                       {{"records", published}});
+    }
+    return ok();
+}
+
+void PairCatalog::apply(const Event& e) {
+    const std::string rest = e.kv.key.substr(catalog_prefix_.size());
+    Result<void> r = ok();
+    if (rest.starts_with("available/")) {
+        const auto slash = rest.find('/', 10);
+        if (slash == std::string::npos) return;
+        const std::string id = rest.substr(10, slash - 10), holder = rest.substr(slash + 1);
+        const std::lock_guard lock(mu_);
+        if (e.put) {
+            available_[id].insert(holder);
+        } else {
+            available_[id].erase(holder);
+        }
+        return;
+    }
+    const auto lock = write_lock();
+    if (rest.starts_with("clients/")) {
+        if (!e.put) return;  // clients are revoked, never deleted
+        auto c = decode_client(e.kv.value);
+        r = c ? apply_client(*c) : Result<void>(c.error());
+    } else if (rest.starts_with("keys/")) {
+        if (!e.put) {
+            r = apply_destroyed(rest.substr(5), "");
+        } else {
+            auto k = decode_key(e.kv.value);
+            r = k ? apply_key(std::move(k).value()) : Result<void>(k.error());
+        }
+    } else {
+        return;  // catalog/setup and anything newer than this appliance
+    }
+    if (!r) {
+        d_.logger->log(LogLevel::error, "replication", "apply_failed",
+                       {{"record", e.kv.key}, {"error", r.error().message()}});
+    }
+}
+
+Result<void> PairCatalog::commit(const std::function<Result<void>(Db&)>& stage, AuditEntry audit) {
+    const std::string ts = format_rfc3339(d_.clock->wall());
+    return d_.committer->submit([&](Db& txn) -> Result<void> {
+        SIGNET_TRY(stage(txn));
+        SIGNET_TRY(AuditLog::append(txn, audit, ts));
+        return ok();
+    });
+}
+
+Result<void> PairCatalog::apply_client(const ClientEntry& e) {
+    const auto before = d_.catalog->client(e.client.id);
+    if (before && same_client(*before, e.client)) return ok();
+    const bool had_admin = d_.catalog->has_active_admin();
+    const bool admin = e.client.active && e.client.role == web::Role::admin;
+    SIGNET_TRY(commit(
+        [&](Db& txn) -> Result<void> {
+            SIGNET_TRY(Catalog::stage_put_client(txn, e.client));
+            if (!admin) return ok();
+            // An admin made on the peer completes first-run setup here too.
+            auto del = SIGNET_TRY(txn.cached("DELETE FROM meta WHERE name = 'setup_token_hash'"));
+            return del->run();
+        },
+        {"pair:" + e.written_by, client_action(before, e.client), e.client.id, "ok",
+         "{\"name\":" + json_quote(e.client.name) + ",\"role\":\"" +
+             std::string(web::to_string(e.client.role)) + "\"}"}));
+    d_.catalog->apply_put_client(e.client);
+    if (admin && !had_admin) {
+        std::vector<std::function<void()>> hooks;
+        {
+            const std::lock_guard lock(mu_);
+            hooks = setup_hooks_;
+        }
+        for (const auto& h : hooks) h();
+    }
+    return ok();
+}
+
+Result<void> PairCatalog::apply_key(KeyEntry e) {
+    if (e.destroyed) return apply_destroyed(e.key.id, e.written_by);
+    {
+        const std::lock_guard lock(mu_);
+        entries_[e.key.id] = e;
+    }
+    const auto current = d_.catalog->key(e.key.id);
+    std::optional<KeyRecord> before;
+    if (current) before = *current;
+    if (before && same_key(*before, e.key)) {
+        // Only the holder may be new (it is not kept in SQLite): nothing to commit or audit.
+        if (before->holder != e.key.holder) d_.catalog->apply_put_key(e.key);
+    } else {
+        SIGNET_TRY(commit([&](Db& txn) { return Catalog::stage_put_key(txn, e.key); },
+                          {"pair:" + e.written_by, key_action(before, e.key), e.key.id, "ok",
+                           "{\"holder\":" + json_quote(e.key.holder) + ",\"algorithm\":\"" +
+                               std::string(pkcs11::to_string(e.key.algorithm)) + "\"}"}));
+        d_.catalog->apply_put_key(e.key);
+    }
+    try_unwrap(e);
+    return ok();
+}
+
+Result<void> PairCatalog::apply_destroyed(const std::string& id, const std::string& by) {
+    {
+        const std::lock_guard lock(mu_);
+        entries_.erase(id);
+    }
+    const auto key = d_.catalog->key(id);
+    if (!key) return ok();
+    const bool here = holds(*key);
+    SIGNET_TRY(commit(
+        [&](Db& txn) { return Catalog::stage_delete_key(txn, id); },
+        {"pair:" + (by.empty() ? key->holder : by), "key.destroy.replicated", id, "ok", "{}"}));
+    d_.catalog->apply_delete_key(id);
+    {
+        const std::lock_guard lock(mu_);
+        available_.erase(id);
+    }
+    // Destroying a key destroys it in the pair: this HSM's copy goes too.
+    if (here) {
+        if (auto r = d_.keys->destroy(id); !r && !r.error().is(Errc::not_found)) {
+            d_.logger->log(LogLevel::error, "replication", "hsm_destroy_failed",
+                           {{"key", id}, {"error", r.error().message()}});
+        }
+    }
+    return ok();
+}
+
+void PairCatalog::try_unwrap(const KeyEntry& e) {
+    if (!e.wrapped || e.key.holder.empty() || e.key.holder == name() || holds(e.key)) return;
+    const auto kek = d_.pairing->incoming_kek(e.key.holder);
+    if (!kek || *kek != e.wrapped->kek_id) return;  // retried when that KEK is imported
+    const std::string attempt = e.key.id + "/" + e.wrapped->kek_id;
+    auto r = d_.pairing->unwrap(e.key, *e.wrapped);
+    if (!r) {
+        bool first = false;
+        {
+            const std::lock_guard lock(mu_);
+            first = unwrap_failed_.insert(attempt).second;
+        }
+        if (!first) return;  // reported once per key and KEK, not at every re-read
+        d_.logger->log(LogLevel::error, "replication", "unwrap_failed",
+                       {{"key", e.key.id}, {"from", e.key.holder}, {"error", r.error().message()}});
+        (void)commit([](Db&) { return ok(); },
+                     {"pair:" + e.key.holder, "key.replicate", e.key.id, "failed",
+                      "{\"error\":" + json_quote(r.error().message()) + "}"});
+        return;
+    }
+    {
+        const std::lock_guard lock(mu_);
+        available_[e.key.id].insert(name());
+    }
+    ha::TxnRequest t;
+    t.success.push_back(
+        ha::Op::put(path("available", e.key.id + "/" + name()),
+                    "{\"at\":" + json_quote(format_rfc3339(d_.clock->wall())) + "}"));
+    auto published = d_.pair->coordinator()->txn(t, d_.timeout);
+    (void)commit([](Db&) { return ok(); }, {"pair:" + e.key.holder, "key.replicate", e.key.id, "ok",
+                                            "{\"kek_id\":\"" + e.wrapped->kek_id + "\"}"});
+    d_.logger->log(published ? LogLevel::info : LogLevel::warn, "replication", "key_unwrapped",
+                   {{"key", e.key.id},
+                    {"from", e.key.holder},
+                    {"published", published ? "yes" : published.error().message()}});
+}
+
+void PairCatalog::apply_kek(const std::string& value) {
+    auto kek = decode_kek(value);
+    if (!kek || kek->receiver != name()) return;  // another appliance's business
+    auto imported = d_.pairing->import_from(*kek);
+    if (!imported) {
+        d_.logger->log(LogLevel::error, "replication", "kek_import_failed",
+                       {{"sender", kek->sender}, {"error", imported.error().message()}});
+        return;
+    }
+    // Whether new or not: keys that arrived before the KEK are unwrapped now.
+    std::vector<KeyEntry> from_sender;
+    {
+        const std::lock_guard lock(mu_);
+        for (const auto& [id, e] : entries_) {
+            if (e.key.holder == kek->sender && e.wrapped) from_sender.push_back(e);
+        }
+    }
+    const auto lock = write_lock();
+    for (const auto& e : from_sender) try_unwrap(e);
+}
+
+// --- Key material -------------------------------------------------------------------------------
+
+bool PairCatalog::holds(const KeyRecord& k) const {
+    if (k.holder.empty() || k.holder == name()) return true;
+    const std::lock_guard lock(mu_);
+    const auto it = available_.find(k.id);
+    return it != available_.end() && it->second.contains(name());
+}
+
+Result<void> PairCatalog::check_held(const KeyRecord& k) const {
+    if (holds(k)) return ok();
+    const std::string who = "key " + k.id + " is held only by appliance " + k.holder;
+    if (k.key_class == pkcs11::KeyClass::local || k.algorithm == pkcs11::Algorithm::ed25519) {
+        return make_error(Errc::unavailable, who + " (appliance-local key)");
+    }
+    return make_error(Errc::unavailable,
+                      who +
+                          " (replicable, but not in this appliance's HSM yet: run the pairing "
+                          "ceremony on " +
+                          k.holder + " for " + name() + ")");
+}
+
+std::vector<std::string> PairCatalog::holders(const KeyRecord& k) const {
+    std::set<std::string> out{k.holder.empty() ? name() : k.holder};
+    {
+        const std::lock_guard lock(mu_);
+        if (const auto it = available_.find(k.id); it != available_.end()) {
+            out.insert(it->second.begin(), it->second.end());
+        }
+    }
+    return {out.begin(), out.end()};
+}
+
+Result<web::PairResult> PairCatalog::pair_with(const std::string& actor, const std::string& peer,
+                                               const std::string& transport_sha256) {
+    const PairingResult p = SIGNET_TRY(d_.pairing->export_to(peer, transport_sha256, actor));
+    web::PairResult out{p.peer, p.kek_id, p.peer_transport_sha256, 0, {}};
+    for (const auto& k : d_.catalog->keys()) {
+        if (k->key_class != pkcs11::KeyClass::replicable ||
+            !(k->holder.empty() || k->holder == name()))
+            continue;
+        // Adding the wrapped copy changes nothing a key may do, so it needs no role: a hot
+        // standby pairs too. The compare-and-swap keeps a concurrent policy change.
+        auto r =
+            update_key(k->id, false, [&](const std::optional<KeyEntry>& cur) -> Result<KeyEntry> {
+                KeyEntry e = cur ? *cur : KeyEntry{*k, std::nullopt, false, name()};
+                if (e.destroyed) {
+                    return make_error(Errc::not_found, "destroyed meanwhile");
+                }
+                e.key.holder = name();
+                e.written_by = name();
+                e.wrapped = SIGNET_TRY(d_.pairing->wrap(e.key));
+                return e;
+            });
+        if (r) {
+            ++out.keys_wrapped;
+        } else {
+            out.failures.push_back(k->id + ": " + r.error().message());
+            d_.logger->log(LogLevel::error, "replication", "wrap_failed",
+                           {{"key", k->id}, {"peer", peer}, {"error", r.error().message()}});
+        }
+    }
+    return out;
+}
+
+// --- Write path ---------------------------------------------------------------------------------
+
+Result<void> PairCatalog::may_write() const {
+    auto r = d_.pair->may_sign();
+    if (!r) return r.error().within("catalog changes are made on the active appliance");
+    return r;
+}
+
+Error PairCatalog::fenced_error() const {
+    if (auto r = may_write(); !r) return r.error();
+    return make_error(
+        ha::HaErrc::not_active,
+        "this appliance (" + name() + ") lost the active role while writing; nothing was changed");
+}
+
+Result<ha::TxnResponse> PairCatalog::guarded_txn(ha::TxnRequest t, bool guarded) {
+    if (guarded) {
+        for (auto& c : d_.pair->fence()->guard()) t.compare.push_back(std::move(c));
+    }
+    auto r = d_.pair->coordinator()->txn(t, d_.timeout);
+    if (!r) return r.error().within("publish to the pair's catalog in etcd");
+    return r;
+}
+
+Result<void> PairCatalog::publish_client(const ClientRecord& c) {
+    ha::TxnRequest t;
+    t.success.push_back(ha::Op::put(path("clients", c.id), encode_client(c, name())));
+    if (!SIGNET_TRY(guarded_txn(std::move(t), true)).succeeded) return fenced_error();
+    return ok();
+}
+
+Result<void> PairCatalog::publish_setup(const ClientRecord& admin) {
+    const std::string marker = catalog_prefix_ + "setup";
+    ha::TxnRequest t;
+    t.compare.push_back(ha::Compare::absent(marker));
+    t.success.push_back(ha::Op::put(path("clients", admin.id), encode_client(admin, name())));
+    t.success.push_back(ha::Op::put(marker, "{\"by\":" + json_quote(name()) + "}"));
+    t.failure.push_back(ha::Op::get(marker));
+    const auto r = SIGNET_TRY(guarded_txn(std::move(t), true));
+    if (r.succeeded) return ok();
+    if (!r.results.empty() && !r.results.front().empty()) {
+        return make_error(Errc::conflict, "setup is already complete (done on the peer)");
+    }
+    return fenced_error();
+}
+
+Result<void> PairCatalog::publish_key(const KeyRecord& k, std::optional<WrappedBlob> wrapped) {
+    return update_key(k.id, true, [&](const std::optional<KeyEntry>& cur) -> Result<KeyEntry> {
+        if (cur && cur->destroyed) {
+            return make_error(Errc::not_found, "key " + k.id + " was destroyed on the peer");
+        }
+        KeyEntry e{k, wrapped, false, name()};
+        if (e.key.holder.empty()) e.key.holder = name();
+        if (!wrapped && cur) e.wrapped = cur->wrapped;
+        return e;
+    });
+}
+
+Result<void> PairCatalog::publish_destroyed(const KeyRecord& k) {
+    ha::TxnRequest t;
+    KeyEntry tomb{k, std::nullopt, true, name()};
+    t.success.push_back(ha::Op::put(path("keys", k.id), encode_key(tomb)));
+    const std::string holders = path("available", k.id + "/");
+    t.success.push_back(ha::Op::del(holders, ha::prefix_end(holders)));
+    if (!SIGNET_TRY(guarded_txn(std::move(t), true)).succeeded) return fenced_error();
+    return ok();
+}
+
+Result<void> PairCatalog::update_key(
+    const std::string& id, bool guarded,
+    const std::function<Result<KeyEntry>(const std::optional<KeyEntry>&)>& change) {
+    const std::string k = path("keys", id);
+    for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+        const auto cur = SIGNET_TRY(d_.pair->coordinator()->range(k, {}, d_.timeout));
+        std::optional<KeyEntry> current;
+        std::int64_t rev = 0;
+        if (!cur.kvs.empty()) {
+            rev = cur.kvs.front().mod_revision;
+            current = SIGNET_TRY(decode_key(cur.kvs.front().value));
+        }
+        const KeyEntry next = SIGNET_TRY(change(current));
+        ha::TxnRequest t;
+        t.compare.push_back(ha::Compare::mod_revision_equals(k, rev));
+        t.success.push_back(ha::Op::put(k, encode_key(next)));
+        t.failure.push_back(ha::Op::get(k));
+        const auto r = SIGNET_TRY(guarded_txn(std::move(t), guarded));
+        if (r.succeeded) return ok();
+        const std::int64_t now = r.results.empty() || r.results.front().empty()
+                                     ? 0
+                                     : r.results.front().front().mod_revision;
+        if (now == rev) return fenced_error();  // the record did not move: the guard failed
+    }
+    return make_error(ha::HaErrc::conflict,
+                      "key " + id + " kept changing in etcd while it was being published");
+}
+
+}  // namespace signet::daemon
