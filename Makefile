@@ -28,7 +28,7 @@ demo-pair: build
 
 # Installs dependencies, builds, and runs every test suite through ctest.
 test: build
-	ctest --test-dir $(BUILD) -j$(JOBS) --output-on-failure --no-tests=error
+	ctest --test-dir $(BUILD) -j$(JOBS) --output-on-failure --no-tests=error $(CTEST_ARGS)
 
 test-asan:
 	$(MAKE) test PRESET=asan

@@ -124,6 +124,10 @@ Result<std::unique_ptr<Pair>> Pair::start(const Config& c, std::shared_ptr<const
     ao.mode = c.nonce_allocation;
     ao.block_size = c.nonce_block;
     ao.txn_timeout = c.etcd_timeout;
+    // Each lost CAS means the peer won that round (global progress); in dual-active strict mode
+    // both appliances race for one key on every batch, so allow a longer run of losses before
+    // answering conflict_retry.
+    ao.max_attempts = 64;
     impl->allocator = std::make_shared<ha::NonceAllocator>(
         impl->coordinator, impl->role, ao,
         [ex = std::weak_ptr<SerialExecutor>(impl->executor)](std::function<void()> w) {

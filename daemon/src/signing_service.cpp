@@ -286,6 +286,7 @@ Result<web::SignResult> SigningService::sign(const Caller& c, const std::string&
     const auto key = SIGNET_TRY(usable_key(c, key_id, "sign"));
     // Nothing is signed before (or despite a failed) start-up self-test.
     SIGNET_TRY(require_ready());
+    if (d_.replica) SIGNET_TRY(d_.replica->check_held(*key));
     if (p.assign_nonce && p.reserved_nonce) {
         return denied(Errc::bad_request,
                       "send either \"nonce\": true or \"reserved_nonce\", not both");
@@ -373,6 +374,7 @@ Result<std::vector<web::SignResult>> SigningService::sign_batch(const Caller& c,
                                                                 const web::SignParams& options) {
     const auto key = SIGNET_TRY(usable_key(c, key_id, "sign"));
     SIGNET_TRY(require_ready());
+    if (d_.replica) SIGNET_TRY(d_.replica->check_held(*key));
     if (key->policy.nonces != web::NonceMode::none || key->policy.watermark_required) {
         return refuse(c, key_id, "policy",
                       denied(Errc::policy_denied, "key " + key_id +
@@ -437,6 +439,7 @@ Result<std::uint64_t> SigningService::reserve_nonce(const Caller& c, const std::
                                  std::string(web::to_string(key->policy.nonces)) + ")"));
     }
     SIGNET_TRY(require_ready());  // a reserved nonce is only useful to sign with
+    if (d_.replica) SIGNET_TRY(d_.replica->check_held(*key));
     if (!limiter_.try_acquire(key_id, key->policy.rate_limit)) {
         return refuse(c, key_id, "rate_limited",
                       denied(Errc::rate_limited, "key " + key_id + " is over its rate limit"));

@@ -50,7 +50,7 @@ TEST_CASE("a hot standby refuses to sign, names the active, and is not ready",
     ApiClient a = pair.api(0);
     const auto key = signet::test::create_key(a, "ecdsa-p256", "on-a");
     const std::string id = signet::test::str(key, "id");
-    const auto signer = signet::test::create_client(a, "app", "signer");
+    const auto signer = pair.create_signer();
     ApiClient sa = pair.api(0, signer.token);
     signet::test::sign(sa, id, {{"digest", digest("x")}});
 
@@ -79,8 +79,7 @@ TEST_CASE("kill -9 of the active under nonce load: the standby takes over and no
     const auto key = pair.create_replicated_key(0, "ecdsa-p256", envelope_policy());
     const std::string id = signet::test::str(key, "id");
     const std::string pem = signet::test::str(key.at("public_key").as_object(), "pem");
-    ApiClient admin = pair.api(0);
-    const auto signer = signet::test::create_client(admin, "app", "signer");
+    const auto signer = pair.create_signer();
     const auto before = pair.ha_status(0);
     const auto term_a = signet::test::u64(before.object().at("leader").as_object(), "term");
 
@@ -113,8 +112,7 @@ TEST_CASE("a SIGSTOPped active that wakes after losing its lease never signs as 
     pair.pair_hsms();
     const auto key = pair.create_replicated_key(0, "ecdsa-p256", envelope_policy());
     const std::string id = signet::test::str(key, "id");
-    ApiClient admin = pair.api(0);
-    const auto signer = signet::test::create_client(admin, "app", "signer");
+    const auto signer = pair.create_signer();
     ApiClient sa = pair.api(0, signer.token);
     const auto first = signet::test::sign(sa, id, {{"digest", digest("1")}, {"nonce", true}});
 
@@ -154,8 +152,7 @@ TEST_CASE("dual-active appliances signing one key at once never share a nonce",
     pair.pair_hsms();
     const auto key = pair.create_replicated_key(0, "ecdsa-p256", envelope_policy());
     const std::string id = signet::test::str(key, "id");
-    ApiClient admin = pair.api(0);
-    const auto signer = signet::test::create_client(admin, "app", "signer");
+    const auto signer = pair.create_signer();
 
     LoadOptions lo;
     lo.threads = 3;
@@ -174,8 +171,17 @@ TEST_CASE("dual-active appliances signing one key at once never share a nonce",
         o.target = 1;
         all.push_back(o);
     }
-    INFO(pair.logs().substr(0, 3000));
-    CHECK(signet::test::acknowledged(all).size() == 360);
+    // A request may lose every compare-and-swap round to the peer and get a retryable 503
+    // (conflict_retry); nothing else may fail.
+    std::size_t retryable = 0;
+    for (const auto& o : all) {
+        if (o.acked) continue;
+        INFO("HTTP " << o.status << " " << o.error_code);
+        CHECK((o.status == 503 && o.error_code == "conflict_retry"));
+        ++retryable;
+    }
+    CHECK(signet::test::acknowledged(all).size() + retryable == 360);
+    CHECK(retryable <= 18);
     // Every appliance's own sequence increases; strict mode orders the union in real time.
     const auto per_thread = signet::test::per_thread_order_violations(all);
     INFO(signet::test::joined(per_thread));
@@ -189,7 +195,7 @@ TEST_CASE("the pair signs while etcd has quorum, stops without it, and resumes w
     ApiClient admin = pair.api(0);
     const auto key = signet::test::create_key(admin, "ecdsa-p256", "q", envelope_policy());
     const std::string id = signet::test::str(key, "id");
-    const auto signer = signet::test::create_client(admin, "app", "signer");
+    const auto signer = pair.create_signer();
     ApiClient sa = pair.api(0, signer.token);
     std::vector<std::uint64_t> nonces;
     auto sign_once = [&](const std::string& tag) {

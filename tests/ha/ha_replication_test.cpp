@@ -55,14 +55,6 @@ PairOptions dual_active() {
 }
 
 // A signer client made on appliance 0, once appliance 1 knows it too.
-test::ClientCredentials replicated_signer(TestPair& pair) {
-    ApiClient admin = pair.api(0);
-    const auto signer = test::create_client(admin, "app", "signer");
-    ApiClient on_b = pair.api(1, signer.token);
-    REQUIRE(eventually([&] { return on_b.get("/v1/keys").status == 200; }));
-    return signer;
-}
-
 // Signs sha256(text) with `key_id` and returns the DER signature.
 signet::Bytes sign_digest(ApiClient& signer, const std::string& key_id, const std::string& text) {
     const auto r = test::sign(signer, key_id, {{"digest", test::sha256_hex(text)}});
@@ -84,7 +76,7 @@ TEST_CASE("a client created on the active authenticates on the standby, and its 
     test::check_api_error(setup, 409, "conflict");
     CHECK_THAT(setup.error_message(), Catch::Contains("done on the peer"));
 
-    const auto signer = replicated_signer(pair);
+    const auto signer = pair.create_signer();
     const auto replicated = test::audit_with_action(admin_b, "client.create.replicated");
     REQUIRE_FALSE(replicated.empty());
     CHECK(test::str(replicated.back(), "actor") == "pair:a");
@@ -119,7 +111,7 @@ TEST_CASE(
                    strings(s.object(), "kek_from") == std::vector<std::string>{pair.name(1 - i)};
         }));
     }
-    const auto signer = replicated_signer(pair);
+    const auto signer = pair.create_signer();
     REQUIRE(pair.wait_signing(1, 30s));  // b's HSM self-test runs in the background
     ApiClient sa = pair.api(0, signer.token);
     ApiClient sb = pair.api(1, signer.token);
@@ -208,7 +200,7 @@ TEST_CASE("an ed25519 key stays with the appliance that made it, and the peer sa
           "[ha][integration]") {
     TestPair pair(dual_active());
     pair.pair_hsms();
-    const auto signer = replicated_signer(pair);
+    const auto signer = pair.create_signer();
     REQUIRE(pair.wait_signing(1, 30s));  // b's HSM self-test runs in the background
     ApiClient admin_a = pair.api(0);
     for (const std::string alg : {"ed25519", "ecdsa-p256"}) {

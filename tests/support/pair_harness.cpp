@@ -147,6 +147,20 @@ json::object TestPair::create_replicated_key(std::size_t i, const std::string& a
     throw std::runtime_error("key " + id + " did not reach " + name(1 - i) + "'s HSM:\n" + logs());
 }
 
+ClientCredentials TestPair::create_signer(const std::string& client_name) {
+    ApiClient admin = api(0);
+    const ClientCredentials signer = create_client(admin, client_name, "signer");
+    ApiClient on_b = api(1, signer.token);
+    const auto deadline = Clock::now() + 20s;
+    while (on_b.get("/v1/keys").status != 200) {
+        if (Clock::now() > deadline) {
+            throw std::runtime_error("client " + signer.id + " did not reach b:\n" + logs());
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    return signer;
+}
+
 std::string TestPair::logs() const {
     std::string out = "--- a:\n" + a_->log() + "\n--- b:\n" + (b_ ? b_->log() : "");
     for (std::size_t m = 0; m < etcd_->size(); ++m) {

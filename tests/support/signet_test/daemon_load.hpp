@@ -42,7 +42,7 @@ struct LoadOptions {
     std::string salt = "load";                      // makes payloads distinct across loads
     // Other appliances of a pair. With any, a thread whose request fails (no response, or 503)
     // moves on to the next appliance after `failover_pause` and goes on, instead of stopping.
-    std::vector<web::ClientOptions> failover;
+    std::vector<web::ClientOptions> failover{};
     std::chrono::milliseconds failover_pause{20};
 };
 

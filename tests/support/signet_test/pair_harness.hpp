@@ -54,6 +54,9 @@ public:
     // HSM holds it too (its description lists both holders). Returns the description from `i`.
     json::object create_replicated_key(std::size_t i, const std::string& algorithm,
                                        const json::object& policy = {});
+    // A signer client created on a, returned once b accepts its token too (the client record has
+    // reached b through etcd).
+    [[nodiscard]] ClientCredentials create_signer(const std::string& name = "app");
     // Both logs and the etcd members' tails, for failure messages.
     [[nodiscard]] std::string logs() const;
 
