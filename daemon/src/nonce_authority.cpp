@@ -81,13 +81,24 @@ Result<NonceTicket> LocalNonceAuthority::next(const std::string& key_id) {
     return NonceTicket{key_id, v};
 }
 
-Result<void> LocalNonceAuthority::stage_high_water(Db& txn, const std::string& key_id,
-                                                   std::uint64_t value) {
+Result<void> stage_counter_high_water(Db& txn, const std::string& key_id, std::uint64_t value) {
     auto st = SIGNET_TRY(txn.cached(
         "INSERT INTO counters (key_id, last_issued) VALUES (?, ?) ON CONFLICT(key_id) DO UPDATE "
         "SET last_issued = MAX(last_issued, excluded.last_issued)"));
     st->bind(1, key_id).bind(2, value);
     return st->run();
+}
+
+Result<void> stage_reservation(Db& txn, const std::string& key_id, std::uint64_t value,
+                               const std::string& client_id, AuditEntry audit,
+                               const std::string& ts) {
+    auto ins = SIGNET_TRY(txn.cached(
+        "INSERT INTO reservations (key_id, value, client_id, created_at) VALUES (?,?,?,?)"));
+    ins->bind(1, key_id).bind(2, value).bind(3, client_id).bind(4, ts);
+    SIGNET_TRY(ins->run());
+    audit.details_json = R"({"nonce":)" + std::to_string(value) + "}";
+    SIGNET_TRY(AuditLog::append(txn, audit, ts));
+    return ok();
 }
 
 Result<void> LocalNonceAuthority::stage_release(Db& txn, const NonceTicket& t) {
@@ -129,7 +140,7 @@ Result<void> LocalNonceAuthority::stage_release(Db& txn, const NonceTicket& t) {
     auto del = SIGNET_TRY(txn.cached("DELETE FROM nonce_pending WHERE key_id = ? AND value = ?"));
     del->bind(1, t.key_id).bind(2, t.value);
     SIGNET_TRY(del->run());
-    return stage_high_water(txn, t.key_id, t.value);
+    return stage_counter_high_water(txn, t.key_id, t.value);
 }
 
 void LocalNonceAuthority::finish(const NonceTicket& t, bool committed) {
@@ -147,7 +158,7 @@ void LocalNonceAuthority::burn(const NonceTicket& t, const std::string& reason) 
             SIGNET_TRY(txn.cached("DELETE FROM nonce_pending WHERE key_id = ? AND value = ?"));
         del->bind(1, t.key_id).bind(2, t.value);
         SIGNET_TRY(del->run());
-        SIGNET_TRY(stage_high_water(txn, t.key_id, t.value));
+        SIGNET_TRY(stage_counter_high_water(txn, t.key_id, t.value));
         SIGNET_TRY(AuditLog::append(txn,
                                     {"system", "nonce.gap", t.key_id, "gap",
                                      R"({"nonce":)" + std::to_string(t.value) + R"(,"reason":")" +
@@ -176,13 +187,7 @@ Result<std::uint64_t> LocalNonceAuthority::reserve(const std::string& key_id,
     const std::string ts = format_rfc3339(clock_->wall());
     auto r = committer_->submit([&](Db& txn) -> Result<void> {
         SIGNET_TRY(stage_release(txn, t));
-        auto ins = SIGNET_TRY(txn.cached(
-            "INSERT INTO reservations (key_id, value, client_id, created_at) VALUES (?,?,?,?)"));
-        ins->bind(1, key_id).bind(2, t.value).bind(3, client_id).bind(4, ts);
-        SIGNET_TRY(ins->run());
-        AuditEntry a = audit;
-        a.details_json = R"({"nonce":)" + std::to_string(t.value) + "}";
-        SIGNET_TRY(AuditLog::append(txn, a, ts));
+        SIGNET_TRY(stage_reservation(txn, key_id, t.value, client_id, audit, ts));
         return ok();
     });
     finish(t, r.has_value());

@@ -66,6 +66,14 @@ public:
     virtual void forget(const std::string& key_id) = 0;
 };
 
+// Inside the writer transaction, for every authority: the local copy of a counter's high-water
+// mark (never lowered), and a reservation row with its audit record ("nonce" in the details).
+[[nodiscard]] Result<void> stage_counter_high_water(Db& txn, const std::string& key_id,
+                                                    std::uint64_t value);
+[[nodiscard]] Result<void> stage_reservation(Db& txn, const std::string& key_id,
+                                             std::uint64_t value, const std::string& client_id,
+                                             AuditEntry audit, const std::string& ts);
+
 class ReservationClaim {
 public:
     virtual ~ReservationClaim() = default;
@@ -118,7 +126,6 @@ private:
     };
     class Claim;
     std::shared_ptr<KeyCounter> counter(const std::string& key_id);
-    static Result<void> stage_high_water(Db& txn, const std::string& key_id, std::uint64_t value);
 
     std::shared_ptr<Committer> committer_;
     std::shared_ptr<const Clock> clock_;

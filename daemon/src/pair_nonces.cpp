@@ -20,14 +20,6 @@ private:
     std::uint64_t value_;
 };
 
-Result<void> stage_high_water(Db& txn, const std::string& key_id, std::uint64_t value) {
-    auto st = SIGNET_TRY(txn.cached(
-        "INSERT INTO counters (key_id, last_issued) VALUES (?, ?) ON CONFLICT(key_id) DO UPDATE "
-        "SET last_issued = MAX(last_issued, excluded.last_issued)"));
-    st->bind(1, key_id).bind(2, value);
-    return st->run();
-}
-
 }  // namespace
 
 PairNonceAuthority::PairNonceAuthority(std::shared_ptr<ha::NonceAllocator> allocator,
@@ -61,7 +53,7 @@ Result<NonceTicket> PairNonceAuthority::next(const std::string& key_id) {
 Result<void> PairNonceAuthority::stage_release(Db& txn, const NonceTicket& t) {
     // The HSM call may have outlived the role: a value is released only while it is provably held.
     if (auto r = fence_->check(); !r) return r.error().within("release nonce");
-    return stage_high_water(txn, t.key_id, t.value);
+    return stage_counter_high_water(txn, t.key_id, t.value);
 }
 
 void PairNonceAuthority::finish(const NonceTicket& t, bool committed) {
@@ -102,15 +94,8 @@ Result<std::uint64_t> PairNonceAuthority::reserve(const std::string& key_id,
     }
     const std::string ts = format_rfc3339(clock_->wall());
     auto local = committer_->submit([&](Db& txn) -> Result<void> {
-        SIGNET_TRY(stage_high_water(txn, key_id, t.value));
-        auto ins = SIGNET_TRY(txn.cached(
-            "INSERT OR REPLACE INTO reservations (key_id, value, client_id, created_at) VALUES "
-            "(?,?,?,?)"));
-        ins->bind(1, key_id).bind(2, t.value).bind(3, client_id).bind(4, ts);
-        SIGNET_TRY(ins->run());
-        AuditEntry a = audit;
-        a.details_json = R"({"nonce":)" + std::to_string(t.value) + "}";
-        SIGNET_TRY(AuditLog::append(txn, a, ts));
+        SIGNET_TRY(stage_counter_high_water(txn, key_id, t.value));
+        SIGNET_TRY(stage_reservation(txn, key_id, t.value, client_id, audit, ts));
         return ok();
     });
     // The reservation is durable in the pair even if the local copy failed; the caller gets the

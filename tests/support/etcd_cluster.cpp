@@ -22,8 +22,7 @@
 #include <thread>
 
 #include "signet/ha/etcd_coordinator.hpp"
-
-extern char** environ;
+#include "signet_test/process.hpp"
 
 namespace signet::test {
 namespace {
@@ -58,24 +57,11 @@ private:
     int fd_;
 };
 
-// A free loopback port: bind port 0, read what the kernel chose, close. Another process may take
-// it before etcd binds it; the caller retries the start on "address already in use".
+// A free loopback port not handed to another member of this cluster yet. Another process may
+// take it before etcd binds it; the caller retries the start on "address already in use".
 std::uint16_t free_port(std::set<std::uint16_t>& taken) {
     for (int tries = 0; tries < 100; ++tries) {
-        Fd s(::socket(AF_INET, SOCK_STREAM, 0));
-        if (s.get() < 0) throw failure("socket");
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        addr.sin_port = 0;
-        if (::bind(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-            throw failure("bind");
-        }
-        socklen_t len = sizeof addr;
-        if (::getsockname(s.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-            throw failure("getsockname");
-        }
-        const auto port = ntohs(addr.sin_port);
+        const auto port = free_loopback_port();
         if (taken.insert(port).second) return port;
     }
     throw std::runtime_error("etcd cluster: no free loopback port");
@@ -91,101 +77,15 @@ bool port_accepts(std::uint16_t port) {
     return ::connect(s.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
 }
 
-// The environment minus ETCD_* variables: etcd reads flags from them and refuses conflicts.
-std::vector<std::string> child_environment() {
-    std::vector<std::string> out;
-    for (char** e = environ; e && *e; ++e) {
-        if (std::strncmp(*e, "ETCD_", 5) != 0) out.emplace_back(*e);
-    }
-    return out;
-}
-
-// fork + exec. Everything the child touches is prepared before the fork (only async-signal-safe
-// calls in the child). The child dies with the test process (PR_SET_PDEATHSIG).
-pid_t spawn_process(const std::vector<std::string>& argv, int out_fd, int err_fd) {
-    const auto env = child_environment();
-    std::vector<char*> args;
-    std::vector<char*> envp;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
-    envp.push_back(nullptr);
-    const pid_t parent = ::getpid();
-    const pid_t pid = ::fork();
-    if (pid < 0) throw failure("fork");
-    if (pid == 0) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::getppid() != parent) ::_exit(127);
-        const int in = ::open("/dev/null", O_RDONLY);
-        if (in >= 0) ::dup2(in, 0);
-        ::dup2(out_fd, 1);
-        ::dup2(err_fd, 2);
-        sigset_t none;
-        sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
-        ::execve(args[0], args.data(), envp.data());
-        ::_exit(127);
-    }
-    return pid;
-}
-
-void kill_and_reap(pid_t pid) {
-    ::kill(pid, SIGKILL);  // also ends a SIGSTOPped process
-    int st = 0;
-    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-}
-
 // Runs a tool (openssl, curl) to completion within `timeout`; returns its stdout. Throws with its
 // stderr when it fails.
-std::string run_tool(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
-                     const std::filesystem::path& err_file) {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw failure("pipe");
-    Fd read_end(fds[0]);
-    Fd write_end(fds[1]);
-    Fd err(::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (err.get() < 0) throw failure("open " + err_file.string());
-    const pid_t pid = spawn_process(argv, write_end.get(), err.get());
-    write_end.reset();
-
-    std::string out;
-    const auto deadline = Clock::now() + timeout;
-    bool timed_out = false;
-    for (;;) {
-        const auto left =
-            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-        if (left.count() <= 0) {
-            timed_out = true;
-            break;
-        }
-        pollfd p{read_end.get(), POLLIN, 0};
-        const int r = ::poll(&p, 1, static_cast<int>(left.count()));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            timed_out = r == 0;
-            break;
-        }
-        char buf[4096];
-        const auto n = ::read(read_end.get(), buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        out.append(buf, static_cast<std::size_t>(n));
+std::string run_tool(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+    const ProcessOutcome r = run_process(argv, {}, timeout);
+    if (!r.status.exited_with(0)) {
+        throw std::runtime_error("etcd cluster: " + argv[0] + " failed (" + r.status.describe() +
+                                 "): " + r.err);
     }
-    if (timed_out) {
-        kill_and_reap(pid);
-        throw std::runtime_error("etcd cluster: " + argv[0] + " ran past its time limit");
-    }
-    int st = 0;
-    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        std::ifstream f(err_file);
-        std::stringstream ss;
-        ss << f.rdbuf();
-        throw std::runtime_error("etcd cluster: " + argv[0] + " failed: " + ss.str());
-    }
-    return out;
+    return r.out;
 }
 
 std::string read_file(const std::filesystem::path& p) {
@@ -269,12 +169,11 @@ void EtcdCluster::make_certificates() {
     const auto tls = dir_.path() / "tls";
     std::filesystem::create_directories(tls);
     const auto p = [&](const char* name) { return (tls / name).string(); };
-    const auto err = tls / "openssl.err";
     const auto ec_key = std::vector<std::string>{"-newkey", "ec", "-pkeyopt",
                                                  "ec_paramgen_curve:prime256v1", "-nodes"};
     const auto openssl = [&](std::vector<std::string> args) {
         args.insert(args.begin(), "/usr/bin/openssl");
-        (void)run_tool(args, 20s, err);
+        (void)run_tool(args, 20s);
     };
     auto ca = std::vector<std::string>{"req", "-x509"};
     ca.insert(ca.end(), ec_key.begin(), ec_key.end());
@@ -356,7 +255,7 @@ void EtcdCluster::spawn(std::size_t i, bool initial) {
     // Early failures (bad flag, bind error) go to stderr before the logger exists: same file.
     Fd log(::open(m.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));
     if (log.get() < 0) throw failure("open " + m.log_file.string());
-    m.pid = spawn_process(argv, log.get(), log.get());
+    m.pid = spawn_process(argv, {}, log.get(), log.get(), "ETCD_");  // etcd reads ETCD_* as flags
 }
 
 bool EtcdCluster::exited_early(std::size_t i) {
@@ -498,7 +397,7 @@ std::string EtcdCluster::post_json(std::size_t i, const std::string& path, const
                                  client_cert_file().string(), "--key", client_key_file().string()});
     }
     argv.push_back(url);
-    return run_tool(argv, timeout + 2s, dir_.path() / ("curl-" + m.name + ".err"));
+    return run_tool(argv, timeout + 2s);
 }
 
 }  // namespace signet::test

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "signet/web/client.hpp"
+#include "signet_test/process.hpp"
 
 namespace signet::test {
 
@@ -28,28 +29,6 @@ using namespace std::chrono_literals;
 [[nodiscard]] std::string signetd_path();
 [[nodiscard]] std::string signetctl_path();
 [[nodiscard]] std::filesystem::path source_dir();
-
-// How a child process ended.
-struct ExitStatus {
-    enum class Kind { exited, signaled, timed_out };
-    Kind kind = Kind::timed_out;
-    int value = -1;  // exit code or signal number
-    [[nodiscard]] bool exited_with(int code) const { return kind == Kind::exited && value == code; }
-    [[nodiscard]] std::string describe() const;
-};
-
-// A finished child process: its status and everything it wrote.
-struct ProcessOutcome {
-    ExitStatus status;
-    std::string out;
-    std::string err;
-};
-
-// Runs `argv` (argv[0] is a path) to completion with `env` overriding the inherited environment;
-// SIGKILLs it when `bound` passes (status.kind == timed_out).
-[[nodiscard]] ProcessOutcome run_process(const std::vector<std::string>& argv,
-                                         const std::map<std::string, std::string>& env = {},
-                                         std::chrono::milliseconds bound = 60s);
 
 // Runs signetctl with `args`; bounded.
 [[nodiscard]] ProcessOutcome run_signetctl(const std::vector<std::string>& args,

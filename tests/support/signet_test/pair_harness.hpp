@@ -69,7 +69,4 @@ private:
     ClientCredentials admin_;
 };
 
-// A free TCP port on 127.0.0.1 (bound once to port 0, then released).
-[[nodiscard]] std::uint16_t free_loopback_port();
-
 }  // namespace signet::test
