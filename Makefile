@@ -4,7 +4,7 @@ BUILD  := build/$(PRESET)
 JOBS   ?= 2
 
 # HA: demo-pair starts a hot-standby pair (two signetd + three etcd members) on loopback.
-.PHONY: demo-pair deps configure build run test test-asan test-tsan test-concurrency-tsan bench bench-baseline format format-check clean
+.PHONY: demo-pair deps configure build run test test-asan test-tsan test-concurrency-tsan bench bench-ha bench-baseline format format-check clean
 
 deps:
 	scripts/install-deps
@@ -36,12 +36,13 @@ test-asan:
 test-tsan:
 	$(MAKE) test PRESET=tsan
 
-# The concurrency suites (label "concurrency": threads signing through the session pool, racing
-# nonce, reservation and watermark clients against signetd) under ThreadSanitizer; signetd and the
-# tests fail on any report (halt_on_error).
+# The concurrency suites (label "concurrency": threads signing through the session pool, the HA
+# role machine and nonce allocator with their threads, racing nonce, reservation and watermark
+# clients against signetd) under ThreadSanitizer; signetd and the tests fail on any report
+# (halt_on_error).
 test-concurrency-tsan: deps
 	cmake --preset tsan
-	cmake --build build/tsan -j$(JOBS) --target pkcs11_concurrency_test daemon_nonce_concurrency_test signetd
+	cmake --build build/tsan -j$(JOBS) --target pkcs11_concurrency_test daemon_nonce_concurrency_test ha_role_test ha_allocator_test signetd
 	TSAN_OPTIONS="halt_on_error=1 $(TSAN_OPTIONS)" \
 	  ctest --test-dir build/tsan -j$(JOBS) -L concurrency --output-on-failure --no-tests=error
 
@@ -53,6 +54,16 @@ bench: deps
 	cmake --preset release
 	cmake --build build/release -j$(JOBS) --target signetd signetctl hsm_baseline
 	bench/standalone.sh $(BENCH_ARGS)
+
+# The appliance-pair benchmark (bench/ha.sh): builds the release signetd and signetctl, then on
+# loopback with three etcd members measures hot-standby failover after kill -9 of the active (time
+# to the first nonce-bearing signature on the new active, p50/p99 over --kills kills; no nonce may
+# repeat) and nonce sign throughput standalone vs dual-active fast vs dual-active strict, and
+# prints a table. Options: BENCH_ARGS="--kills 20 --seconds 10" (bench/ha.sh --help).
+bench-ha: deps
+	cmake --preset release
+	cmake --build build/release -j$(JOBS) --target signetd signetctl
+	bench/ha.sh $(BENCH_ARGS)
 
 # Raw HSM signing rates (the baseline later benchmarks divide by), on a throw-away SoftHSM token.
 bench-baseline:

@@ -40,6 +40,9 @@ struct Appliance::Parts {
     std::shared_ptr<Catalog> catalog;
     std::shared_ptr<Pair> pair;            // null: standalone
     std::shared_ptr<PairCatalog> replica;  // catalog replication and pairing; null: standalone
+    // Held here (not only through the service) so that the burns reported while the pair stops
+    // still reach the audit log.
+    std::shared_ptr<NonceAuthority> nonces;
     std::unique_ptr<web::Server> server;
     std::thread background;  // self-test, then audit key and handle warm-up
     std::mutex mu;
@@ -69,30 +72,6 @@ Result<void> prepare_data_dir(const Config& c) {
                           "cannot restrict " + c.data_dir.string() + " to mode 0700");
     }
     return ok();
-}
-
-// One signetd per data directory: two processes on one store would hand out the same nonces.
-Result<int> lock_data_dir(const Config& c) {
-    const auto path = c.data_dir / "signetd.lock";
-    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) return make_error(Errc::io_error, "cannot open " + path.string());
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        char buf[32] = {};
-        // (void) does not silence FORTIFY's warn_unused_result: keep the count instead.
-        const ssize_t got = ::pread(fd, buf, sizeof buf - 1, 0);
-        ::close(fd);
-        std::string pid(buf, got > 0 ? static_cast<std::size_t>(got) : 0);
-        while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-        return make_error(Errc::conflict, "another signetd (pid " + pid + ") is using " +
-                                              c.data_dir.string() + "; stop it first");
-    }
-    const std::string me = std::to_string(::getpid()) + "\n";
-    // The pid only names the holder in the message above; the flock is the lock. Failing to write
-    // it is harmless, and (void) does not silence FORTIFY's warn_unused_result.
-    [[maybe_unused]] const bool pid_written =
-        ::ftruncate(fd, 0) == 0 &&
-        ::pwrite(fd, me.data(), me.size(), 0) == static_cast<ssize_t>(me.size());
-    return fd;
 }
 
 // A fresh one-time setup token when no admin exists; only its hash is stored. The token is also
@@ -132,12 +111,64 @@ Result<std::optional<std::string>> ensure_setup_token(const Config& c, Catalog& 
     return std::optional<std::string>{token};
 }
 
+// A store that has been in a pair holds only the values this appliance released itself: the
+// peer's are missing, so running it standalone would issue them again. It remembers the pair
+// (meta 'ha.cluster') and refuses to start without it; joining records it.
+Result<void> check_pair_membership(const Config& c, Db& reader, Committer& committer) {
+    auto st = SIGNET_TRY(reader.prepare("SELECT value FROM meta WHERE name = 'ha.cluster'"));
+    const std::optional<std::string> joined =
+        SIGNET_TRY(st.step()) ? std::optional<std::string>(st.text(0)) : std::nullopt;
+    if (!c.ha_mode) {
+        if (!joined) return ok();
+        return make_error(Errc::conflict,
+                          "the store " + c.database_path().string() + " belongs to pair '" +
+                              *joined +
+                              "': its counters lag the pair's, so it must not sign standalone; "
+                              "start it with its [ha] section");
+    }
+    if (joined && *joined == c.ha_cluster) return ok();
+    if (joined) {
+        return make_error(Errc::conflict, "the store " + c.database_path().string() +
+                                              " belongs to pair '" + *joined + "', not '" +
+                                              c.ha_cluster + "'");
+    }
+    return committer.submit([&](Db& txn) -> Result<void> {
+        auto ins =
+            SIGNET_TRY(txn.cached("INSERT INTO meta (name, value) VALUES ('ha.cluster', ?)"));
+        ins->bind(1, c.ha_cluster);
+        return ins->run();
+    });
+}
+
 void write_public_pem(const std::filesystem::path& file, ByteView spki) {
     const std::string pem = pkcs11::spki_to_pem(spki);
     std::ofstream(file, std::ios::trunc) << pem;
 }
 
 }  // namespace
+
+Result<int> lock_data_dir(const Config& c) {
+    const auto path = c.data_dir / "signetd.lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return make_error(Errc::io_error, "cannot open " + path.string());
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = {};
+        // (void) does not silence FORTIFY's warn_unused_result: keep the count instead.
+        const ssize_t got = ::pread(fd, buf, sizeof buf - 1, 0);
+        ::close(fd);
+        std::string pid(buf, got > 0 ? static_cast<std::size_t>(got) : 0);
+        while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+        return make_error(Errc::conflict, "another signetd (pid " + pid + ") is using " +
+                                              c.data_dir.string() + "; stop it first");
+    }
+    const std::string me = std::to_string(::getpid()) + "\n";
+    // The pid only names the holder in the message above; the flock is the lock. Failing to write
+    // it is harmless, and (void) does not silence FORTIFY's warn_unused_result.
+    [[maybe_unused]] const bool pid_written =
+        ::ftruncate(fd, 0) == 0 &&
+        ::pwrite(fd, me.data(), me.size(), 0) == static_cast<ssize_t>(me.size());
+    return fd;
+}
 
 void Appliance::run_background(Parts& p, std::shared_ptr<const Clock> clock) {
     const auto report = pkcs11::run_self_test(*p.keys);
@@ -217,8 +248,10 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     p.committer = std::make_shared<Committer>(std::move(writer).value(), logger);
     auto catalog = std::make_shared<Catalog>();
     SIGNET_TRY(catalog->load(*reader));
+    auto metrics = std::make_shared<web::Registry>();
     std::shared_ptr<NonceAuthority> nonces;
     std::shared_ptr<WatermarkGuard> watermarks;
+    SIGNET_TRY(check_pair_membership(c, *reader, *p.committer));
     if (c.ha_mode) {
         // In a pair, counters, reservations and watermarks live in etcd; SQLite keeps copies.
         Config hc = c;
@@ -226,7 +259,7 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
             hc.advertise_url = std::string(c.tls ? "https://" : "http://") + c.listen_address +
                                ":" + std::to_string(c.port);
         }
-        p.pair = SIGNET_TRY(Pair::start(hc, clock, logger));
+        p.pair = SIGNET_TRY(Pair::start(hc, clock, logger, metrics));
         auto pn = std::make_shared<PairNonceAuthority>(p.pair->allocator(), p.pair->fence(),
                                                        p.pair->coordinator(), p.pair->prefix(),
                                                        p.committer, clock, logger, c.etcd_timeout);
@@ -234,9 +267,17 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
             [w = std::weak_ptr<PairNonceAuthority>(pn)](const ha::BurntRange& b) {
             if (auto n = w.lock()) n->audit_gap(b.counter, b.first, b.last, b.reason);
         });
+        p.pair->allocator()->on_reserve(
+            [w = std::weak_ptr<PairNonceAuthority>(pn)](const std::string& key, std::uint64_t first,
+                                                        std::uint64_t last) {
+            if (auto n = w.lock()) n->record_reserved(key, first, last);
+        });
+        SIGNET_TRY(pn->load(*reader));
         nonces = pn;
-        watermarks = std::make_shared<PairWatermarkGuard>(p.pair->coordinator(), p.pair->fence(),
-                                                          p.pair->prefix(), c.etcd_timeout);
+        auto pw = std::make_shared<PairWatermarkGuard>(p.pair->coordinator(), p.pair->fence(),
+                                                       p.pair->prefix(), c.etcd_timeout);
+        SIGNET_TRY(pw->load(*reader));
+        watermarks = pw;
     } else {
         auto local_nonces = std::make_shared<LocalNonceAuthority>(p.committer, clock, logger);
         SIGNET_TRY(local_nonces->load(*reader));
@@ -245,6 +286,7 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
         nonces = local_nonces;
         watermarks = local_marks;
     }
+    p.nonces = nonces;
     logger->log(LogLevel::info, "store", "opened",
                 {{"path", c.database_path().string()},
                  {"schema", *schema},
@@ -291,7 +333,6 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     p.report.setup_token =
         SIGNET_TRY(ensure_setup_token(c, *catalog, *p.committer, *clock, setup_hash));
 
-    auto metrics = std::make_shared<web::Registry>();
     p.service = std::make_shared<SigningService>(
         ServiceDeps{catalog, p.keys, p.committer, nonces, watermarks, reader, clock, logger,
                     metrics, p.pair, p.replica},

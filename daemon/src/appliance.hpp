@@ -21,6 +21,12 @@ struct StartupReport {
     std::optional<std::string> setup_token;  // set when no admin exists yet (one-time)
 };
 
+// Takes the data directory's lock (flock on <data_dir>/signetd.lock) for the process's life and
+// returns its descriptor; conflict naming the holder's pid when another process has it. One
+// process per store: two on one store would hand out the same nonces, and offline tools (restore,
+// force-promote) must not run beside a live daemon.
+[[nodiscard]] Result<int> lock_data_dir(const Config& c);
+
 class Appliance {
 public:
     // Opens and migrates the store, opens the HSM, loads the TLS identity, starts the server, and

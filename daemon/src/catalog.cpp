@@ -122,11 +122,19 @@ std::vector<ClientRecord> Catalog::clients() const {
     return out;
 }
 
+bool Catalog::is_active_admin(const ClientRecord& c) noexcept {
+    return c.active && c.role == web::Role::admin;
+}
+
 bool Catalog::has_active_admin() const {
     const std::shared_lock lock(mu_);
-    return std::ranges::any_of(clients_, [](const auto& kv) {
-        return kv.second.active && kv.second.role == web::Role::admin;
-    });
+    return std::ranges::any_of(clients_, [](const auto& kv) { return is_active_admin(kv.second); });
+}
+
+std::size_t Catalog::other_active_admins(const std::string& id) const {
+    const std::shared_lock lock(mu_);
+    return static_cast<std::size_t>(std::ranges::count_if(
+        clients_, [&](const auto& kv) { return kv.first != id && is_active_admin(kv.second); }));
 }
 
 Result<void> Catalog::stage_put_key(Db& txn, const KeyRecord& k) {
@@ -163,6 +171,16 @@ Result<void> Catalog::stage_put_client(Db& txn, const ClientRecord& c) {
     st->bind(5, c.cert_sha256).bind(6, c.active ? "active" : "revoked").bind(7, c.created_at);
     st->bind(8, c.revoked_at);
     return st->run();
+}
+
+Result<void> Catalog::stage_check_active_admin(Db& txn) {
+    auto st = SIGNET_TRY(
+        txn.cached("SELECT COUNT(*) FROM clients WHERE role = 'admin' AND state = 'active'"));
+    SIGNET_TRY(st->step());
+    if (st->int64(0) == 0) {
+        return make_error(Errc::conflict, "cannot revoke the last active admin");
+    }
+    return ok();
 }
 
 void Catalog::apply_put_key(KeyRecord k) {

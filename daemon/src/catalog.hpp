@@ -56,11 +56,18 @@ public:
     [[nodiscard]] std::optional<ClientRecord> client_by_cert(const std::string& sha256) const;
     [[nodiscard]] std::vector<ClientRecord> clients() const;  // sorted by creation
     [[nodiscard]] bool has_active_admin() const;
+    // The one definition of who counts towards the last-admin rule: an admin client not revoked.
+    [[nodiscard]] static bool is_active_admin(const ClientRecord& c) noexcept;
+    // How many active admins there are other than client `id` (revoking `id` needs at least one).
+    [[nodiscard]] std::size_t other_active_admins(const std::string& id) const;
 
     // Stage into the writer's transaction (no in-memory change).
     [[nodiscard]] static Result<void> stage_put_key(Db& txn, const KeyRecord& k);
     [[nodiscard]] static Result<void> stage_delete_key(Db& txn, const std::string& id);
     [[nodiscard]] static Result<void> stage_put_client(Db& txn, const ClientRecord& c);
+    // Errc::conflict "cannot revoke the last active admin" unless the writer's transaction still
+    // has an active admin: run after staging a revocation, so two at once cannot both pass.
+    [[nodiscard]] static Result<void> stage_check_active_admin(Db& txn);
 
     // Apply after the transaction committed.
     void apply_put_key(KeyRecord k);

@@ -71,6 +71,52 @@ struct Pair::Impl {
     bool stopping = false;                                              // guarded by mu
     std::vector<std::function<void(const ha::RoleStatus&)>> callbacks;  // guarded by mu
     std::thread driver;
+    std::shared_ptr<web::Registry> metrics;
+    std::thread reporter;  // metrics: etcd members are asked here, never on the driver thread
+    ha::AllocatorStats reported;  // what the counters already count; reporter thread only
+
+    void report() {
+        auto& role_g =
+            metrics->gauge("signet_ha_role",
+                           "1 for this appliance's current pair role, 0 for the others", {"role"});
+        auto& term_g = metrics->gauge("signet_ha_term",
+                                      "hot-standby: the leader key's create revision while active");
+        auto& lease_g = metrics->gauge("signet_ha_lease_remaining_seconds",
+                                       "provable validity left on the role's lease");
+        auto& alloc = metrics->counter("signet_ha_allocation_total",
+                                       "nonce allocation events since start, by kind", {"kind"});
+        auto& up =
+            metrics->gauge("signet_etcd_member_up", "1 when the etcd member answers", {"member"});
+        auto& leader = metrics->gauge("signet_etcd_member_leader",
+                                      "1 for the member that leads the etcd cluster", {"member"});
+        auto& latency = metrics->gauge("signet_etcd_member_latency_seconds",
+                                       "status round trip to the etcd member", {"member"});
+        std::unique_lock lock(mu);
+        while (!stopping) {
+            lock.unlock();
+            const ha::RoleStatus st = role->status();
+            for (const ha::Role r : {ha::Role::starting, ha::Role::standby, ha::Role::active,
+                                     ha::Role::dual, ha::Role::isolated}) {
+                role_g.with({std::string(ha::to_string(r))}).set(st.role == r ? 1 : 0);
+            }
+            term_g.with({}).set(static_cast<double>(st.term));
+            lease_g.with({}).set(static_cast<double>(st.lease_remaining.count()) / 1000.0);
+            const ha::AllocatorStats a = allocator->stats();
+            alloc.with({"transaction"}).inc(a.transactions - reported.transactions);
+            alloc.with({"conflict"}).inc(a.conflicts - reported.conflicts);
+            alloc.with({"unknown_outcome"}).inc(a.unknown - reported.unknown);
+            alloc.with({"burnt"}).inc(a.burnt - reported.burnt);
+            alloc.with({"issued"}).inc(a.issued - reported.issued);
+            reported = a;
+            for (const auto& m : coordinator->members(config.etcd_timeout)) {
+                up.with({m.name}).set(m.reachable ? 1 : 0);
+                leader.with({m.name}).set(m.is_leader ? 1 : 0);
+                latency.with({m.name}).set(static_cast<double>(m.latency.count()) / 1000.0);
+            }
+            lock.lock();
+            cv.wait_for(lock, std::chrono::seconds(2), [this] { return stopping; });
+        }
+    }
 
     void drive() {
         std::unique_lock lock(mu);
@@ -87,8 +133,10 @@ Pair::Pair(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pair::~Pair() { stop(); }
 
 Result<std::unique_ptr<Pair>> Pair::start(const Config& c, std::shared_ptr<const Clock> clock,
-                                          std::shared_ptr<Logger> logger) {
+                                          std::shared_ptr<Logger> logger,
+                                          std::shared_ptr<web::Registry> metrics) {
     auto impl = std::make_unique<Impl>();
+    impl->metrics = std::move(metrics);
     impl->config = c;
     impl->prefix = c.ha_prefix();
     impl->logger = logger;
@@ -162,6 +210,7 @@ Result<std::unique_ptr<Pair>> Pair::start(const Config& c, std::shared_ptr<const
                  {"allocation", ha::to_string(c.nonce_allocation)},
                  {"lease_ttl_ms", c.lease_ttl.count()}});
     impl->driver = std::thread([raw] { raw->drive(); });
+    if (impl->metrics) impl->reporter = std::thread([raw] { raw->report(); });
     return std::unique_ptr<Pair>(new Pair(std::move(impl)));
 }
 
@@ -174,8 +223,10 @@ void Pair::stop() {
     }
     p.cv.notify_all();
     if (p.driver.joinable()) p.driver.join();
-    p.allocator->drop_blocks("appliance stopping");
+    if (p.reporter.joinable()) p.reporter.join();
+    // Role first: once resigned, check() fails, so nothing can take a new block after the drop.
     p.role->resign();
+    p.allocator->drop_blocks("appliance stopping");
     p.executor->stop();
 }
 

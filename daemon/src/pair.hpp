@@ -15,6 +15,7 @@
 #include "signet/ha/coordinator.hpp"
 #include "signet/ha/nonce_allocator.hpp"
 #include "signet/ha/role.hpp"
+#include "signet/web/metrics.hpp"
 #include "signet/web/service.hpp"
 
 namespace signet::daemon {
@@ -23,9 +24,11 @@ class Pair {
 public:
     // Connects to the configured etcd members (the local one first) and starts the role driver.
     // Does not wait for a role: status() says "starting" until the first answer.
-    [[nodiscard]] static Result<std::unique_ptr<Pair>> start(const Config& c,
-                                                             std::shared_ptr<const Clock> clock,
-                                                             std::shared_ptr<Logger> logger);
+    // `metrics` receives the pair's gauges and counters (signet_ha_*, signet_etcd_*), refreshed
+    // by a thread of the pair every 2 s.
+    [[nodiscard]] static Result<std::unique_ptr<Pair>> start(
+        const Config& c, std::shared_ptr<const Clock> clock, std::shared_ptr<Logger> logger,
+        std::shared_ptr<web::Registry> metrics);
     ~Pair();  // stop()
     Pair(const Pair&) = delete;
     Pair& operator=(const Pair&) = delete;

@@ -34,15 +34,32 @@ PairCatalog::PairCatalog(PairCatalogDeps deps)
 
 std::shared_ptr<PairCatalog> PairCatalog::start(PairCatalogDeps deps) {
     std::shared_ptr<PairCatalog> p(new PairCatalog(std::move(deps)));
-    // Before the worker exists, so the watches and published_local_ are still this thread's.
+    // A standby's own records that etcd lacked are published once it may write: the full
+    // synchronisation the worker then runs publishes them with the new role's guard. Registered
+    // before the first synchronisation, so a role change during it is not missed.
+    p->d_.pair->on_role_change([weak = std::weak_ptr<PairCatalog>(p)](const ha::RoleStatus& st) {
+        if (st.role != ha::Role::active && st.role != ha::Role::dual) return;
+        const auto self = weak.lock();
+        if (!self) return;
+        {
+            const std::lock_guard lock(self->mu_);
+            if (self->published_local_ || self->stopping_) return;
+            self->watch_failed_ = true;
+        }
+        self->cv_.notify_all();
+    });
+    // Before the worker exists, so the watches are still this thread's.
     const auto first = p->sync();
     if (!first) {
         p->d_.logger->log(LogLevel::warn, "replication", "catalog_sync_failed",
                           {{"error", first.error().message()}, {"retry", "in the background"}});
     }
+    const bool may_write_now = static_cast<bool>(p->may_write());
     {
         const std::lock_guard lock(p->mu_);
-        p->watch_failed_ = !first;  // the worker starts with a full synchronisation
+        // The worker starts with a full synchronisation when this one failed, or when the role
+        // became writable after it skipped publishing this appliance's own records.
+        p->watch_failed_ = p->watch_failed_ || !first || (!p->published_local_ && may_write_now);
     }
     p->worker_ = std::thread([raw = p.get()] { raw->run(); });
     return p;
@@ -153,9 +170,15 @@ Result<void> PairCatalog::sync() {
             if (kind != "setup") apply({true, kv});
         }
     }
-    if (!published_local_) {
-        SIGNET_TRY(publish_missing(clients, keys, setup_marked));
-        published_local_ = true;
+    bool publish = false;
+    {
+        const std::lock_guard lock(mu_);
+        publish = !published_local_;
+    }
+    if (publish) {
+        const bool done = SIGNET_TRY(publish_missing(clients, keys, setup_marked));
+        const std::lock_guard lock(mu_);
+        published_local_ = done;
     }
     for (const auto& kv : keks.kvs) apply_kek(kv.value);
 
@@ -189,26 +212,51 @@ Result<void> PairCatalog::sync() {
 }
 
 // An appliance joining a pair with clients and keys of its own publishes them (never over a
-// record etcd already holds).
-Result<void> PairCatalog::publish_missing(const std::set<std::string>& clients,
+// record etcd already holds). Like every catalog write it carries the fence's guard: a hot
+// standby, or a deposed active, never writes the catalog.
+Result<bool> PairCatalog::publish_missing(const std::set<std::string>& clients,
                                           const std::set<std::string>& keys, bool setup_marked) {
+    std::vector<const ClientRecord*> missing_clients;
+    const auto local_clients = d_.catalog->clients();
+    for (const auto& c : local_clients) {
+        if (!clients.contains(c.id)) missing_clients.push_back(&c);
+    }
+    const bool mark_setup = !setup_marked && d_.catalog->has_active_admin();
+    std::vector<std::shared_ptr<const KeyRecord>> missing_keys;
+    for (auto& k : d_.catalog->keys()) {
+        if (!keys.contains(k->id)) missing_keys.push_back(std::move(k));
+    }
+    const std::size_t missing =
+        missing_clients.size() + missing_keys.size() + (mark_setup ? 1U : 0U);
+    if (missing == 0) return true;
+    if (auto may = may_write(); !may) {
+        d_.logger->log(
+            LogLevel::info, "replication", "local_records_not_published",
+            {{"records", missing}, {"reason", "not the active appliance: published once it is"}});
+        return false;
+    }
     std::size_t published = 0;
     auto put_absent = [&](const std::string& k, const std::string& v) -> Result<void> {
         ha::TxnRequest t;
         t.compare.push_back(ha::Compare::absent(k));
         t.success.push_back(ha::Op::put(k, v));
-        if (SIGNET_TRY(d_.pair->coordinator()->txn(t, d_.timeout)).succeeded) ++published;
-        return ok();
+        t.failure.push_back(ha::Op::get(k));
+        const auto r = SIGNET_TRY(guarded_txn(std::move(t), true));
+        if (r.succeeded) {
+            ++published;
+            return ok();
+        }
+        // Written meanwhile: etcd's record wins (it reaches this view through the watch).
+        if (!r.results.empty() && !r.results.front().empty()) return ok();
+        return fenced_error();
     };
-    for (const auto& c : d_.catalog->clients()) {
-        if (!clients.contains(c.id))
-            SIGNET_TRY(put_absent(path("clients", c.id), encode_client(c, name())));
+    for (const ClientRecord* c : missing_clients) {
+        SIGNET_TRY(put_absent(path("clients", c->id), encode_client(*c, name())));
     }
-    if (!setup_marked && d_.catalog->has_active_admin()) {
+    if (mark_setup) {
         SIGNET_TRY(put_absent(catalog_prefix_ + "setup", "{\"by\":" + json_quote(name()) + "}"));
     }
-    for (const auto& k : d_.catalog->keys()) {
-        if (keys.contains(k->id)) continue;
+    for (const auto& k : missing_keys) {
         KeyEntry e{*k, std::nullopt, false, name()};
         if (e.key.holder.empty()) e.key.holder = name();
         if (e.key.holder == name()) e.wrapped = SIGNET_TRY(d_.pairing->wrap(e.key));
@@ -219,7 +267,7 @@ Result<void> PairCatalog::publish_missing(const std::set<std::string>& clients,
         d_.logger->log(LogLevel::info, "replication", "local_records_published",
                        {{"records", published}});
     }
-    return ok();
+    return true;
 }
 
 void PairCatalog::apply(const Event& e) {
@@ -284,6 +332,13 @@ Result<void> PairCatalog::apply_client(const ClientEntry& e) {
          "{\"name\":" + json_quote(e.client.name) + ",\"role\":\"" +
              std::string(web::to_string(e.client.role)) + "\"}"}));
     d_.catalog->apply_put_client(e.client);
+    if (admin && !(before && Catalog::is_active_admin(*before))) {
+        // Whoever can write to etcd can make an admin here (docs/ha.md, "Pairing"): an operator
+        // must be able to see every admin that did not come through this appliance's API.
+        d_.logger->log(
+            LogLevel::warn, "pair", "admin_replicated",
+            {{"client", e.client.id}, {"name", e.client.name}, {"writer", e.written_by}});
+    }
     if (admin && !had_admin) {
         std::vector<std::function<void()>> hooks;
         {
@@ -386,8 +441,18 @@ void PairCatalog::apply_kek(const std::string& value) {
     if (!kek || kek->receiver != name()) return;  // another appliance's business
     auto imported = d_.pairing->import_from(*kek);
     if (!imported) {
+        bool first = false;
+        {
+            const std::lock_guard lock(mu_);
+            first = kek_import_failed_.insert(kek->sender + "/" + kek->kek_id).second;
+        }
+        if (!first) return;  // reported once per sender and KEK, not at every re-read
         d_.logger->log(LogLevel::error, "replication", "kek_import_failed",
                        {{"sender", kek->sender}, {"error", imported.error().message()}});
+        (void)commit([](Db&) { return ok(); },
+                     {"pair:" + kek->sender, "ha.kek_import", kek->sender, "failed",
+                      "{\"kek_id\":" + json_quote(kek->kek_id) +
+                          ",\"error\":" + json_quote(imported.error().message()) + "}"});
         return;
     }
     // Whether new or not: keys that arrived before the KEK are unwrapped now.
@@ -491,11 +556,58 @@ Result<ha::TxnResponse> PairCatalog::guarded_txn(ha::TxnRequest t, bool guarded)
     return r;
 }
 
-Result<void> PairCatalog::publish_client(const ClientRecord& c) {
-    ha::TxnRequest t;
-    t.success.push_back(ha::Op::put(path("clients", c.id), encode_client(c, name())));
-    if (!SIGNET_TRY(guarded_txn(std::move(t), true)).succeeded) return fenced_error();
-    return ok();
+Result<void> PairCatalog::publish_client(const std::optional<ClientRecord>& from,
+                                         const ClientRecord& to) {
+    const std::string k = path("clients", to.id);
+    // Revoking an admin reads every client in one range, so the other admins' records are
+    // compared as they were at the revision the count was made at.
+    const bool removes_admin =
+        from && Catalog::is_active_admin(*from) && !Catalog::is_active_admin(to);
+    const std::string all = catalog_prefix_ + "clients/";
+    const std::string begin = removes_admin ? all : k;
+    const std::string end = removes_admin ? ha::prefix_end(all) : std::string{};
+    for (int attempt = 0; attempt < kCasAttempts; ++attempt) {
+        const auto read = SIGNET_TRY(d_.pair->coordinator()->range(begin, end, d_.timeout));
+        ha::TxnRequest t;
+        std::optional<ClientRecord> current;
+        std::int64_t rev = 0;
+        std::size_t other_admins = 0;
+        for (const auto& kv : read.kvs) {
+            if (kv.key == k) {
+                rev = kv.mod_revision;
+                current = SIGNET_TRY(decode_client(kv.value)).client;
+                continue;
+            }
+            // A record that does not decode is not counted: it cannot authenticate anyone here.
+            const auto other = decode_client(kv.value);
+            if (!other || !Catalog::is_active_admin(other->client)) continue;
+            ++other_admins;
+            t.compare.push_back(ha::Compare::mod_revision_equals(kv.key, kv.mod_revision));
+        }
+        if (from ? !(current && same_client(*current, *from)) : current.has_value()) {
+            return make_error(Errc::conflict,
+                              "client " + to.id + " changed on the peer; read it again and retry");
+        }
+        if (removes_admin && other_admins == 0) {
+            return make_error(Errc::conflict, "cannot revoke the last active admin");
+        }
+        t.compare.push_back(ha::Compare::mod_revision_equals(k, rev));
+        t.success.push_back(ha::Op::put(k, encode_client(to, name())));
+        t.failure.push_back(ha::Op::get(begin, end));
+        const auto r = SIGNET_TRY(guarded_txn(std::move(t), true));
+        if (r.succeeded) return ok();
+        // Nothing that was compared moved: the fence's guard failed. Otherwise read again.
+        const auto revisions = [](const std::vector<ha::KeyValue>& kvs) {
+            std::map<std::string, std::int64_t> out;
+            for (const auto& kv : kvs) out[kv.key] = kv.mod_revision;
+            return out;
+        };
+        if (!r.results.empty() && revisions(r.results.front()) == revisions(read.kvs)) {
+            return fenced_error();
+        }
+    }
+    return make_error(ha::HaErrc::conflict,
+                      "client " + to.id + " kept changing in etcd while it was being published");
 }
 
 Result<void> PairCatalog::publish_setup(const ClientRecord& admin) {
@@ -513,10 +625,17 @@ Result<void> PairCatalog::publish_setup(const ClientRecord& admin) {
     return fenced_error();
 }
 
-Result<void> PairCatalog::publish_key(const KeyRecord& k, std::optional<WrappedBlob> wrapped) {
+Result<void> PairCatalog::publish_key(const std::optional<KeyRecord>& from, const KeyRecord& k,
+                                      std::optional<WrappedBlob> wrapped) {
     return update_key(k.id, true, [&](const std::optional<KeyEntry>& cur) -> Result<KeyEntry> {
         if (cur && cur->destroyed) {
             return make_error(Errc::not_found, "key " + k.id + " was destroyed on the peer");
+        }
+        // Checked at every attempt: a write that got in between is never overwritten with a
+        // record made from the view before it (e.g. a policy change re-enabling a disabled key).
+        if (from ? !(cur && same_key(cur->key, *from)) : cur.has_value()) {
+            return make_error(Errc::conflict,
+                              "key " + k.id + " changed on the peer; read it again and retry");
         }
         KeyEntry e{k, wrapped, false, name()};
         if (e.key.holder.empty()) e.key.holder = name();

@@ -66,13 +66,25 @@ public:
     // ok where catalog writes are allowed now; in hot-standby a standby gets Pair::may_sign()'s
     // error, which names the active.
     [[nodiscard]] Result<void> may_write() const;
-    [[nodiscard]] Result<void> publish_client(const ClientRecord& c);
+    // Publishes `to`, made from `from`: the record as this appliance's view held it when the
+    // operation started (nullopt: a new client, which etcd must not hold yet). Errc::conflict
+    // ("client C changed on the peer; read it again and retry") unless etcd still holds `from`,
+    // so a change made on the peer meanwhile is never overwritten. Revoking an active admin also
+    // compares every other active admin's record, as read in the same range: Errc::conflict
+    // "cannot revoke the last active admin" when etcd holds no other, and two admins revoking
+    // each other at once on the two appliances cannot both succeed.
+    [[nodiscard]] Result<void> publish_client(const std::optional<ClientRecord>& from,
+                                              const ClientRecord& to);
     // First-run setup's admin: at most once per pair (conflict "setup is already complete (done
     // on the peer)" when <prefix>catalog/setup exists).
     [[nodiscard]] Result<void> publish_setup(const ClientRecord& admin);
-    // Publishes the key's record; `wrapped` replaces the wrapped blob, nullopt keeps the one etcd
-    // holds (a policy change must not drop the peer's copy).
-    [[nodiscard]] Result<void> publish_key(const KeyRecord& k,
+    // Publishes `to`, made from `from` (nullopt: a new key), with the same conflict rule as
+    // publish_client ("key K changed on the peer; read it again and retry"): a policy change on
+    // one appliance never re-enables a key the peer disabled meanwhile. Errc::not_found when the
+    // peer destroyed it. `wrapped` replaces the wrapped blob, nullopt keeps the one etcd holds
+    // (a policy change must not drop the peer's copy).
+    [[nodiscard]] Result<void> publish_key(const std::optional<KeyRecord>& from,
+                                           const KeyRecord& to,
                                            std::optional<WrappedBlob> wrapped = std::nullopt);
     // Replaces the record with a tombstone (so a re-synchronising appliance never resurrects it)
     // and removes its holders.
@@ -111,7 +123,10 @@ private:
     void apply_kek(const std::string& value);
     // Unwraps `e` into this HSM when it is the peer's, wrapped, not held here, and the KEK exists.
     void try_unwrap(const KeyEntry& e);
-    Result<void> publish_missing(const std::set<std::string>& clients,
+    // Publishes this appliance's records that etcd lacks, with the fence's guard. false when
+    // some were missing but this appliance may not write now (a hot standby): they are published
+    // once it is the active.
+    Result<bool> publish_missing(const std::set<std::string>& clients,
                                  const std::set<std::string>& keys, bool setup_marked);
     // Compare-and-swap on the key's record: `change` maps etcd's current entry (if any) to the new
     // one; retried when another writer got in between.
@@ -137,10 +152,13 @@ private:
     std::map<std::string, KeyEntry> entries_;                 // etcd's key records; mu_
     std::map<std::string, std::set<std::string>> available_;  // key id -> holders; mu_
     std::set<std::string> unwrap_failed_;                     // "id/kek" reported; mu_
+    std::set<std::string> kek_import_failed_;                 // "sender/kek" reported; mu_
     std::vector<std::function<void()>> setup_hooks_;          // guarded by mu_
 
+    // Whether this appliance's own records that etcd lacked were published (by an appliance that
+    // may write: a hot standby leaves it to the active, and publishes once it is the active).
+    bool published_local_ = false;  // guarded by mu_
     // Used by the worker thread only (and by stop() after it joined).
-    bool published_local_ = false;
     std::unique_ptr<ha::Watch> catalog_watch_;
     std::unique_ptr<ha::Watch> kek_watch_;
     std::thread worker_;

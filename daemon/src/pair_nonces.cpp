@@ -1,6 +1,9 @@
 #include "pair_nonces.hpp"
 
+#include <algorithm>
+#include <charconv>
 #include <cstdio>
+#include <optional>
 
 #include "signet/core/json.hpp"
 
@@ -19,6 +22,54 @@ private:
     std::string key_id_;
     std::uint64_t value_;
 };
+
+// "f-l,f-l" (meta 'ha.held.<key>').
+std::string encode_ranges(const std::vector<std::pair<std::uint64_t, std::uint64_t>>& r) {
+    std::string out;
+    for (const auto& [f, l] : r) {
+        if (!out.empty()) out += ',';
+        out += std::to_string(f) + "-" + std::to_string(l);
+    }
+    return out;
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> decode_ranges(const std::string& text) {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        const std::size_t end = std::min(text.find(',', pos), text.size());
+        const std::string item = text.substr(pos, end - pos);
+        const std::size_t dash = item.find('-');
+        std::uint64_t f = 0, l = 0;
+        if (dash != std::string::npos &&
+            std::from_chars(item.data(), item.data() + dash, f).ec == std::errc{} &&
+            std::from_chars(item.data() + dash + 1, item.data() + item.size(), l).ec ==
+                std::errc{} &&
+            f <= l) {
+            out.emplace_back(f, l);
+        }
+        pos = end + 1;
+    }
+    return out;
+}
+
+Result<void> stage_held(Db& txn, const std::string& key_id, const std::string& ranges) {
+    if (ranges.empty()) {
+        auto del = SIGNET_TRY(txn.cached("DELETE FROM meta WHERE name = ?"));
+        del->bind(1, "ha.held." + key_id);
+        return del->run();
+    }
+    auto st = SIGNET_TRY(txn.cached(
+        "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = "
+        "excluded.value"));
+    st->bind(1, "ha.held." + key_id).bind(2, ranges);
+    return st->run();
+}
+
+std::string gap_details(std::uint64_t first, std::uint64_t last, const std::string& reason) {
+    return R"({"nonce":)" + std::to_string(first) + R"(,"last":)" + std::to_string(last) +
+           R"(,"reason":")" + json_escape(reason) + "\"}";
+}
 
 }  // namespace
 
@@ -45,19 +96,114 @@ std::string PairNonceAuthority::reservation_key(const std::string& key_id,
     return prefix_ + "reservations/" + key_id + "/" + digits;
 }
 
+Result<void> PairNonceAuthority::load(Db& reader) {
+    auto st = SIGNET_TRY(reader.prepare("SELECT key_id, last_issued FROM counters"));
+    std::unordered_map<std::string, std::uint64_t> marks;
+    while (SIGNET_TRY(st.step())) marks[st.text(0)] = st.uint64(1);
+    {
+        const std::lock_guard lock(mu_);
+        floors_ = marks;
+    }
+    // Ranges held when the appliance last stopped without burning them (a crash): every value
+    // above the last one released locally was never issued by this appliance.
+    auto hs = SIGNET_TRY(
+        reader.prepare("SELECT name, value FROM meta WHERE name LIKE 'ha.held.%' ORDER BY name"));
+    struct Gap {
+        std::string key;
+        std::uint64_t first, last;
+    };
+    std::vector<Gap> gaps;
+    std::vector<std::string> rows;
+    while (SIGNET_TRY(hs.step())) {
+        rows.push_back(hs.text(0));
+        const std::string key = rows.back().substr(std::string_view("ha.held.").size());
+        const std::uint64_t released = marks.count(key) ? marks[key] : 0;
+        for (const auto& [f, l] : decode_ranges(hs.text(1))) {
+            const std::uint64_t lo = std::max(f, released + 1);
+            if (lo <= l) gaps.push_back({key, lo, l});
+        }
+    }
+    if (rows.empty()) return ok();
+    const std::string ts = format_rfc3339(clock_->wall());
+    return committer_->submit([&](Db& txn) -> Result<void> {
+        for (const Gap& g : gaps) {
+            SIGNET_TRY(AuditLog::append(
+                txn,
+                {"system", "nonce.gap", g.key, "gap",
+                 gap_details(g.first, g.last,
+                             "held by this appliance when it stopped without releasing them (a "
+                             "crash); never issued")},
+                ts));
+        }
+        for (const auto& name : rows) {
+            auto del = SIGNET_TRY(txn.cached("DELETE FROM meta WHERE name = ?"));
+            del->bind(1, name);
+            SIGNET_TRY(del->run());
+        }
+        return ok();
+    });
+}
+
+void PairNonceAuthority::record_reserved(const std::string& key_id, std::uint64_t first,
+                                         std::uint64_t last) {
+    std::string text;
+    {
+        const std::lock_guard lock(mu_);
+        Ranges& r = held_[key_id];
+        const std::uint64_t released = released_[key_id];
+        std::erase_if(r, [&](const auto& range) { return range.second <= released; });
+        r.emplace_back(first, last);
+        text = encode_ranges(r);
+    }
+    auto w =
+        committer_->submit([&](Db& txn) -> Result<void> { return stage_held(txn, key_id, text); });
+    if (!w) {
+        // The values are still burnt-safe (etcd holds them); only their gap record after a crash
+        // would be missing.
+        logger_->log(
+            LogLevel::error, "nonces", "held_range_not_recorded",
+            {{"key", key_id}, {"first", first}, {"last", last}, {"error", w.error().message()}});
+    }
+}
+
+Result<void> PairNonceAuthority::apply_local_floor(const std::string& key_id) {
+    std::uint64_t floor = 0;
+    {
+        const std::lock_guard lock(mu_);
+        const auto it = floors_.find(key_id);
+        if (it == floors_.end()) return ok();
+        floor = it->second;
+    }
+    if (auto r = allocator_->raise(key_id, floor); !r) {
+        return r.error().within("raise key " + key_id + "'s pair counter past its local mark " +
+                                std::to_string(floor));
+    }
+    const std::lock_guard lock(mu_);
+    floors_.erase(key_id);
+    return ok();
+}
+
 Result<NonceTicket> PairNonceAuthority::next(const std::string& key_id) {
+    SIGNET_TRY(apply_local_floor(key_id));
     const std::uint64_t v = SIGNET_TRY(allocator_->next(key_id));
     return NonceTicket{key_id, v};
 }
 
 Result<void> PairNonceAuthority::stage_release(Db& txn, const NonceTicket& t) {
-    // The HSM call may have outlived the role: a value is released only while it is provably held.
+    // The HSM call may have outlived the role: a value is released only while it is provably held
+    // (the signing service checks the role too; this keeps the authority's own invariant).
     if (auto r = fence_->check(); !r) return r.error().within("release nonce");
     return stage_counter_high_water(txn, t.key_id, t.value);
 }
 
 void PairNonceAuthority::finish(const NonceTicket& t, bool committed) {
-    if (!committed) burn(t, "the release could not be made durable or the role was lost");
+    if (!committed) {
+        burn(t, "the release could not be made durable or the role was lost");
+        return;
+    }
+    const std::lock_guard lock(mu_);
+    auto& r = released_[t.key_id];
+    r = std::max(r, t.value);
 }
 
 void PairNonceAuthority::burn(const NonceTicket& t, const std::string& reason) {
@@ -67,15 +213,32 @@ void PairNonceAuthority::burn(const NonceTicket& t, const std::string& reason) {
 void PairNonceAuthority::audit_gap(const std::string& key_id, std::uint64_t first,
                                    std::uint64_t last, const std::string& reason) {
     // The values are already burnt in etcd (the high-water mark is above them): this record only
-    // tells the operator why they were never issued.
+    // tells the operator why they were never issued. They leave the held ranges in the same
+    // transaction, so a later crash does not report them twice.
+    std::optional<std::string> held;
+    {
+        const std::lock_guard lock(mu_);
+        if (auto it = held_.find(key_id); it != held_.end()) {
+            Ranges kept;
+            for (const auto& [f, l] : it->second) {
+                if (l < first || f > last) {
+                    kept.emplace_back(f, l);
+                    continue;
+                }
+                if (f < first) kept.emplace_back(f, first - 1);
+                if (l > last) kept.emplace_back(last + 1, l);
+            }
+            it->second = kept;
+            held = encode_ranges(kept);
+        }
+    }
     const std::string ts = format_rfc3339(clock_->wall());
-    const std::string details = R"({"nonce":)" + std::to_string(first) + R"(,"last":)" +
-                                std::to_string(last) + R"(,"reason":")" + json_escape(reason) +
-                                "\"}";
-    committer_->post([key_id, details, ts](Db& txn) -> Result<void> {
-        SIGNET_TRY(AuditLog::append(txn, {"system", "nonce.gap", key_id, "gap", details}, ts));
-        return ok();
-    });
+    committer_->post(
+        [key_id, details = gap_details(first, last, reason), ts, held](Db& txn) -> Result<void> {
+            SIGNET_TRY(AuditLog::append(txn, {"system", "nonce.gap", key_id, "gap", details}, ts));
+            if (held) SIGNET_TRY(stage_held(txn, key_id, *held));
+            return ok();
+        });
 }
 
 Result<std::uint64_t> PairNonceAuthority::reserve(const std::string& key_id,

@@ -12,7 +12,11 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "nonce_authority.hpp"
 #include "signet/ha/coordinator.hpp"
@@ -29,6 +33,11 @@ public:
                        std::shared_ptr<Committer> committer, std::shared_ptr<const Clock> clock,
                        std::shared_ptr<Logger> logger, ha::Milliseconds timeout);
 
+    // Reads the local high-water marks (counters table). A store that issued values before it
+    // joined the pair (or while etcd was restored from an older snapshot) holds marks etcd may not
+    // have: each key's first allocation raises the pair's counter past its local mark first.
+    [[nodiscard]] Result<void> load(Db& reader);
+
     Result<NonceTicket> next(const std::string& key_id) override;
     Result<void> stage_release(Db& txn, const NonceTicket& t) override;
     void finish(const NonceTicket& t, bool committed) override;
@@ -41,11 +50,18 @@ public:
     Result<web::CounterState> state(const std::string& key_id) override;
     void forget(const std::string& key_id) override;
 
+    // A range the allocator reserved for this appliance: recorded durably (meta
+    // 'ha.held.<key>') before any of it is handed out, so that after a crash load() audits the
+    // values above the last one released as gaps.
+    void record_reserved(const std::string& key_id, std::uint64_t first, std::uint64_t last);
+
     // Writes one durable gap record for [first, last] (burnt block rests, lost transactions).
     void audit_gap(const std::string& key_id, std::uint64_t first, std::uint64_t last,
                    const std::string& reason);
 
 private:
+    // Raises the pair's counter for `key_id` past its local mark, once per key and start.
+    [[nodiscard]] Result<void> apply_local_floor(const std::string& key_id);
     [[nodiscard]] std::string reservation_key(const std::string& key_id, std::uint64_t value) const;
 
     std::shared_ptr<ha::NonceAllocator> allocator_;
@@ -56,6 +72,11 @@ private:
     std::shared_ptr<const Clock> clock_;
     std::shared_ptr<Logger> logger_;
     ha::Milliseconds timeout_;
+    std::mutex mu_;
+    std::unordered_map<std::string, std::uint64_t> floors_;  // not yet applied; guarded by mu_
+    using Ranges = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+    std::unordered_map<std::string, Ranges> held_;  // reserved, not yet released or audited
+    std::unordered_map<std::string, std::uint64_t> released_;  // highest released; guarded by mu_
 };
 
 }  // namespace signet::daemon

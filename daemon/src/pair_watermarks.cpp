@@ -1,6 +1,7 @@
 #include "pair_watermarks.hpp"
 
 #include <boost/json.hpp>
+#include <optional>
 
 namespace signet::daemon {
 namespace {
@@ -64,6 +65,20 @@ PairWatermarkGuard::PairWatermarkGuard(std::shared_ptr<ha::Coordinator> coordina
       prefix_(std::move(prefix)),
       timeout_(timeout) {}
 
+Result<void> PairWatermarkGuard::load(Db& reader) {
+    auto st = SIGNET_TRY(reader.prepare("SELECT key_id, watermark, payload_hash FROM watermarks"));
+    const std::lock_guard lock(mu_);
+    while (SIGNET_TRY(st.step())) {
+        auto w = parse_watermark(st.text(1));
+        if (!w) {
+            return make_error(Errc::internal,
+                              "stored watermark of key " + st.text(0) + " is corrupt");
+        }
+        local_[st.text(0)] = {std::move(w).value(), st.blob(2)};
+    }
+    return ok();
+}
+
 std::shared_ptr<std::mutex> PairWatermarkGuard::key_lock(const std::string& key_id) {
     const std::lock_guard lock(mu_);
     auto& m = locks_[key_id];
@@ -84,9 +99,16 @@ Result<std::unique_ptr<WatermarkLease>> PairWatermarkGuard::begin(const std::str
     boost::json::object value{{"w", boost::json::value_from(w)}, {"h", hex_encode(payload_hash)}};
     const std::string text = boost::json::serialize(value);
     // Two rounds: a CAS lost to the peer re-checks against what the peer wrote.
+    std::optional<LocalMark> local;
+    {
+        const std::lock_guard g(mu_);
+        if (const auto it = local_.find(key_id); it != local_.end()) local = it->second;
+    }
     for (int round = 0; round < 2; ++round) {
         const Stored s = SIGNET_TRY(decode(kvs, key_id));
         SIGNET_TRY(check_watermark(s.w, s.hash, w, payload_hash, allow_equal));
+        // The local copy is a floor too (the pair's value may be missing or older).
+        if (local) SIGNET_TRY(check_watermark(local->w, local->hash, w, payload_hash, allow_equal));
         ha::TxnRequest req;
         req.compare = fence_->guard();
         req.compare.push_back(ha::Compare::mod_revision_equals(k, s.mod_revision));
@@ -96,6 +118,10 @@ Result<std::unique_ptr<WatermarkLease>> PairWatermarkGuard::begin(const std::str
         // Unknown outcome: the watermark may have advanced; refusing is the safe answer.
         if (!r) return r.error().within("advance the pair's watermark of key " + key_id);
         if (r->succeeded) {
+            {
+                const std::lock_guard g(mu_);
+                local_[key_id] = {w, Bytes(payload_hash.begin(), payload_hash.end())};
+            }
             lock.release();  // the lease owns the lock now
             return std::unique_ptr<WatermarkLease>(std::make_unique<Lease>(
                 m, key_id, w, Bytes(payload_hash.begin(), payload_hash.end())));

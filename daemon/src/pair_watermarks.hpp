@@ -24,6 +24,10 @@ public:
                        std::shared_ptr<const ha::Fence> fence, std::string prefix,
                        ha::Milliseconds timeout);
 
+    // Reads the local copies (watermarks table): a store that signed before it joined the pair, or
+    // an etcd restored from an older snapshot, must never let a lower watermark through.
+    [[nodiscard]] Result<void> load(Db& reader);
+
     Result<std::unique_ptr<WatermarkLease>> begin(const std::string& key_id, const Watermark& w,
                                                   ByteView payload_hash, bool allow_equal) override;
     Result<void> stage(Db& txn, const WatermarkLease& lease) override;
@@ -39,6 +43,11 @@ private:
     ha::Milliseconds timeout_;
     std::mutex mu_;
     std::unordered_map<std::string, std::shared_ptr<std::mutex>> locks_;  // guarded by mu_
+    struct LocalMark {
+        Watermark w;
+        Bytes hash;
+    };
+    std::unordered_map<std::string, LocalMark> local_;  // highest known locally; guarded by mu_
 };
 
 }  // namespace signet::daemon

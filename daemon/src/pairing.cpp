@@ -1,5 +1,6 @@
 #include "pairing.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 #include "audit_log.hpp"
@@ -137,9 +138,16 @@ Result<PairingResult> Pairing::export_to(const std::string& peer,
 Result<PairingResult> Pairing::export_unaudited(const std::string& peer,
                                                 const std::string& transport_sha256,
                                                 const std::string& actor, bool& audited) {
-    if (peer.empty() || peer == name() || peer.find('/') != std::string::npos) {
+    // The peer must be an appliance name ([ha] name: 1-64 letters, digits, '-' or '_') other than
+    // this one's, and (below) one whose transport key is published in this pair's keyspace.
+    const bool valid_name =
+        !peer.empty() && peer.size() <= 64 && std::ranges::all_of(peer, [](char ch) {
+            return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '-' || ch == '_';
+        });
+    if (!valid_name || peer == name()) {
         return make_error(Errc::invalid_argument,
-                          "peer must name the other appliance of the pair (not '" + peer + "')");
+                          "peer must name the other appliance of the pair (not '" +
+                              (valid_name ? peer : std::string("an invalid name")) + "')");
     }
     const std::string expected = SIGNET_TRY(normalise_sha256(transport_sha256));
     if (d_.so_pin_file.empty()) {

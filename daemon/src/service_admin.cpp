@@ -174,7 +174,7 @@ Result<web::KeyDescription> SigningService::create_key(const Caller& c,
         // the key without another ceremony.
         auto published = [&]() -> Result<void> {
             auto wrapped = SIGNET_TRY(d_.replica->pairing().wrap(rec));
-            return d_.replica->publish_key(rec, std::move(wrapped));
+            return d_.replica->publish_key(std::nullopt, rec, std::move(wrapped));
         }();
         if (!published) {
             (void)d_.keys->destroy(rec.id);  // the pair never learnt of it
@@ -220,7 +220,7 @@ Result<web::KeyDescription> SigningService::disable_key(const Caller& c, const s
     if (!key) return denied(Errc::not_found, "no key '" + id + "'");
     KeyRecord rec = *key;
     rec.active = false;
-    if (d_.replica) SIGNET_TRY(d_.replica->publish_key(rec));
+    if (d_.replica) SIGNET_TRY(d_.replica->publish_key(*key, rec));
     SIGNET_TRY(commit_with_audit([&](Db& txn) { return Catalog::stage_put_key(txn, rec); },
                                  {c.client_id, "key.disable", id, "ok", "{}"}));
     d_.catalog->apply_put_key(rec);
@@ -246,7 +246,7 @@ Result<web::KeyDescription> SigningService::set_policy(const Caller& c, const st
     }
     KeyRecord rec = *key;
     rec.policy = p;
-    if (d_.replica) SIGNET_TRY(d_.replica->publish_key(rec));
+    if (d_.replica) SIGNET_TRY(d_.replica->publish_key(*key, rec));
     SIGNET_TRY(commit_with_audit(
         [&](Db& txn) { return Catalog::stage_put_key(txn, rec); },
         {c.client_id, "key.policy", id, "ok",
@@ -302,7 +302,7 @@ Result<web::NewClient> SigningService::create_client(
     ClientRecord rec{new_id("cl_"), name,  role,        token_hash(out.token), fp,
                      true,          now(), std::nullopt};
     auto change = SIGNET_TRY(begin_change(d_.replica.get()));
-    if (d_.replica) SIGNET_TRY(d_.replica->publish_client(rec));
+    if (d_.replica) SIGNET_TRY(d_.replica->publish_client(std::nullopt, rec));
     SIGNET_TRY(commit_with_audit([&](Db& txn) { return Catalog::stage_put_client(txn, rec); },
                                  {c.client_id, "client.create", rec.id, "ok",
                                   "{\"name\":" + json_quote(name) + ",\"role\":\"" +
@@ -322,33 +322,26 @@ Result<std::vector<web::ClientDescription>> SigningService::list_clients(const C
 Result<void> SigningService::revoke_client(const Caller& c, const std::string& id) {
     SIGNET_TRY(require_role(c, {Role::admin}, "revoke clients"));
     auto change = SIGNET_TRY(begin_change(d_.replica.get()));
-    auto rec = d_.catalog->client(id);
-    if (!rec) return denied(Errc::not_found, "no client '" + id + "'");
-    if (!rec->active) return ok();
+    const auto before = d_.catalog->client(id);
+    if (!before) return denied(Errc::not_found, "no client '" + id + "'");
+    if (!before->active) return ok();
+    // Checked here first, because in a pair etcd has the revocation before the store's own check
+    // below runs; the pair's publish checks the other admins again in etcd, where both
+    // appliances' revocations meet.
+    if (Catalog::is_active_admin(*before) && d_.catalog->other_active_admins(id) == 0) {
+        return denied(Errc::conflict, "cannot revoke the last active admin");
+    }
+    auto rec = before;
     rec->active = false;
     rec->revoked_at = now();
-    if (d_.replica) {
-        // The store's own check below runs after etcd already has the revocation: check first.
-        if (rec->role == Role::admin) {
-            const auto clients = d_.catalog->clients();
-            const auto admins = std::ranges::count_if(
-                clients, [](const ClientRecord& r) { return r.active && r.role == Role::admin; });
-            if (admins <= 1) return denied(Errc::conflict, "cannot revoke the last active admin");
-        }
-        SIGNET_TRY(d_.replica->publish_client(*rec));
-    }
+    if (d_.replica) SIGNET_TRY(d_.replica->publish_client(before, *rec));
     SIGNET_TRY(commit_with_audit(
         [&](Db& txn) -> Result<void> {
             SIGNET_TRY(Catalog::stage_put_client(txn, *rec));
+            // Inside the writer's transaction: two admins revoking each other at once on one
+            // appliance cannot both pass it.
             if (rec->role != Role::admin) return ok();
-            // Checked inside the writer's transaction: two admins revoking each other at once
-            // cannot both pass it.
-            auto st = SIGNET_TRY(txn.cached(
-                "SELECT COUNT(*) FROM clients WHERE role = 'admin' AND state = 'active'"));
-            SIGNET_TRY(st->step());
-            if (st->int64(0) == 0)
-                return denied(Errc::conflict, "cannot revoke the last active admin");
-            return ok();
+            return Catalog::stage_check_active_admin(txn);
         },
         {c.client_id, "client.revoke", id, "ok", "{}"}));
     d_.catalog->apply_put_client(std::move(*rec));

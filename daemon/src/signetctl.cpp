@@ -23,8 +23,10 @@
 #include <vector>
 
 #include "audit_log.hpp"
+#include "backup.hpp"
 #include "config.hpp"
 #include "db.hpp"
+#include "force_promote.hpp"
 #include "sanitizer_defaults.hpp"
 #include "signet/core/secret_buffer.hpp"
 #include "signet/pkcs11/public_key.hpp"
@@ -63,10 +65,19 @@ Commands:
   clients revoke ID
   audit tail [--after N] [--limit N]
   audit verify [--db PATH [--audit-key <data_dir>/audit-key.pem]]   offline with --db
+  backup --db <data_dir>/signet.db --out FILE  consistent copy of the store, also while signetd
+                                              runs (run as signetd's user, on the appliance)
+  restore --backup FILE --data-dir DIR [--counter-margin N [--watermark-margin H] |
+          --confirm-counters]                 offline, signetd stopped: install a backup; no
+                                              counter or watermark goes back (docs/ha.md)
   ha status                                   role, leader, etcd members, transport_sha256
   ha pair --peer NAME --transport-sha256 HEX  pairing ceremony: export this HSM's KEK to the
                                               peer whose transport key has that fingerprint
                                               (admin; run on each appliance of the pair)
+  ha force-promote --config FILE --peer-fenced [--confirm-watermarks]
+                                              offline, signetd stopped, local etcd member
+                                              re-formed with --force-new-cluster: raise every
+                                              counter past what the lost peer may have held
 )";
 
 struct Args {
@@ -85,7 +96,9 @@ struct Args {
 }
 
 // Options without a value; every other option takes exactly one.
-const std::set<std::string> kFlags = {"--replicable", "--watermark-required", "--nonce", "--help"};
+const std::set<std::string> kFlags = {
+    "--replicable",  "--watermark-required", "--nonce",           "--help",
+    "--peer-fenced", "--confirm-watermarks", "--confirm-counters"};
 const std::set<std::string> kConnection = {
     "--url", "--fingerprint", "--cert", "--token-file", "--client-cert", "--client-key", "--help"};
 // The options each command accepts besides the connection options. A misspelt or misplaced
@@ -104,7 +117,11 @@ const std::map<std::string, std::set<std::string>> kCommandOptions = {
     {"clients create", {"--name", "--role", "--cert-sha256"}},
     {"audit tail", {"--after", "--limit"}},
     {"audit verify", {"--db", "--audit-key"}},
+    {"backup", {"--db", "--out"}},
+    {"restore",
+     {"--backup", "--data-dir", "--counter-margin", "--watermark-margin", "--confirm-counters"}},
     {"ha pair", {"--peer", "--transport-sha256"}},
+    {"ha force-promote", {"--config", "--peer-fenced", "--confirm-watermarks"}},
 };
 
 // Exits 2 naming the first option that the command does not take, or that lacks its value.
@@ -451,6 +468,50 @@ int cmd_audit(const Args& a) {
     die("usage: signetctl audit tail|verify [--db PATH]", 2);
 }
 
+// Offline, on the appliance: the store file is read directly (SQLite's online backup API), so no
+// API route can write files into the data directory and a backup works with signetd stopped too.
+int cmd_backup(const Args& a) {
+    if (a.positional.size() != 1)
+        die("usage: signetctl backup --db <data_dir>/signet.db --out FILE", 2);
+    const signet::SystemClock clock;
+    const auto r = signet::daemon::backup_store(need(a, "--db"), need(a, "--out"), clock);
+    if (!r) die("backup failed: " + r.error().message());
+    print(*r);
+    std::fprintf(stderr,
+                 "backup written to %s (mode 0600): it holds token hashes and the audit log, no "
+                 "private key; keep it off the appliance\n",
+                 std::string(r->at("file").as_string()).c_str());
+    return 0;
+}
+
+int cmd_restore(const Args& a) {
+    if (a.positional.size() != 1) {
+        die("usage: signetctl restore --backup FILE --data-dir DIR [--counter-margin N "
+            "[--watermark-margin H] | --confirm-counters]",
+            2);
+    }
+    signet::daemon::RestoreOptions o;
+    o.backup = need(a, "--backup");
+    o.data_dir = need(a, "--data-dir");
+    constexpr std::uint64_t kMax = INT64_MAX;
+    if (auto m = a.get("--counter-margin"))
+        o.counter_margin = parse_count("--counter-margin", *m, kMax);
+    if (auto m = a.get("--watermark-margin"))
+        o.watermark_margin = parse_count("--watermark-margin", *m, kMax);
+    o.confirm_counters = a.flag("--confirm-counters");
+    if (o.counter_margin && o.confirm_counters)
+        die("--counter-margin and --confirm-counters exclude each other", 2);
+    if (o.watermark_margin && !o.counter_margin)
+        die("--watermark-margin goes with --counter-margin", 2);
+    const signet::SystemClock clock;
+    const auto r = signet::daemon::restore_store(o, clock);
+    if (!r) die("restore refused: " + r.error().message());
+    print(*r);
+    std::fprintf(stderr, "store restored into %s; start signetd\n",
+                 std::string(r->at("restored").as_string()).c_str());
+    return 0;
+}
+
 int cmd_ha(const Args& a) {
     const std::string sub = a.positional.size() > 1 ? a.positional[1] : "";
     if (sub == "status" && a.positional.size() == 2) {
@@ -465,7 +526,18 @@ int cmd_ha(const Args& a) {
         print(call(a, "POST", "/v1/ha/pair", &body));
         return 0;
     }
-    die("usage: signetctl ha status | ha pair --peer NAME --transport-sha256 HEX", 2);
+    if (sub == "force-promote" && a.positional.size() == 2) {
+        auto config = signet::daemon::load_config(need(a, "--config"));
+        if (!config) die(config.error().message());
+        const auto r = signet::daemon::force_promote(
+            *config, {a.flag("--peer-fenced"), a.flag("--confirm-watermarks")});
+        if (!r) die("force-promote refused: " + r.error().message());
+        print(*r);
+        return 0;
+    }
+    die("usage: signetctl ha status | ha pair --peer NAME --transport-sha256 HEX | ha "
+        "force-promote --config FILE --peer-fenced [--confirm-watermarks]",
+        2);
 }
 
 }  // namespace
@@ -527,6 +599,8 @@ int main(int argc, char** argv) {
     if (cmd == "clients") return cmd_clients(a);
     if (cmd == "audit") return cmd_audit(a);
     if (cmd == "ha") return cmd_ha(a);
+    if (cmd == "backup") return cmd_backup(a);
+    if (cmd == "restore") return cmd_restore(a);
     std::fprintf(stderr, "signetctl: unknown command '%s'\n\n", cmd.c_str());
     std::fputs(kUsage, stderr);
     return 2;

@@ -117,9 +117,21 @@ web::Health SigningService::health() {
         const std::lock_guard lock(health_mu_);
         if (!self_test_passed_.load()) return web::Health{true, false, not_ready_reason_};
     }
-    // Ready means "signs here now": a load balancer sends traffic to the active only.
+    // Ready means "signs here now": a load balancer sends traffic to the active only. The probe
+    // is unauthenticated, so it says only which kind of reason: the role's own message (the
+    // active's address, etcd's error text) is for authenticated callers and the log.
     if (d_.pair) {
-        if (auto r = d_.pair->may_sign(); !r) return web::Health{true, false, r.error().message()};
+        if (auto r = d_.pair->may_sign(); !r) {
+            const auto& code = r.error().code;
+            std::string reason = "not signing now: the pair's role is not settled";
+            if (code == make_error_code(ha::HaErrc::not_active)) {
+                reason = "not the active appliance";
+            } else if (code == make_error_code(ha::HaErrc::fenced) ||
+                       code == make_error_code(ha::HaErrc::lease_not_found)) {
+                reason = "the pair's lease cannot be proven";
+            }
+            return web::Health{true, false, std::move(reason)};
+        }
     }
     return web::Health{true, true, {}};
 }
@@ -140,6 +152,11 @@ Result<void> SigningService::commit_with_audit(const std::function<Result<void>(
         SIGNET_TRY(AuditLog::append(txn, audit, ts));
         return ok();
     });
+}
+
+Result<void> SigningService::still_serving() const {
+    if (d_.pair) return d_.pair->may_sign();
+    return ok();
 }
 
 Result<void> SigningService::require_ready() {
@@ -341,6 +358,8 @@ Result<web::SignResult> SigningService::sign(const Caller& c, const std::string&
     if (claim) out.nonce = claim->value();
 
     if (!ticket && !claim && !lease) {
+        // The HSM call may have outlived the pair role: release nothing signed after losing it.
+        SIGNET_TRY(still_serving());
         tally_event(c.client_id, "sign.plain", key_id, "");
         signatures_.with({std::string(pkcs11::to_string(key->algorithm))}).inc();
         return out;
@@ -354,6 +373,7 @@ Result<web::SignResult> SigningService::sign(const Caller& c, const std::string&
     const std::string action = lease ? "sign.watermark" : "sign.nonce";
     auto committed = commit_with_audit(
         [&](Db& txn) -> Result<void> {
+            SIGNET_TRY(still_serving());  // rolls back: a nonce is burnt, the signature withheld
             if (ticket) SIGNET_TRY(d_.nonces->stage_release(txn, *ticket));
             if (claim) SIGNET_TRY(d_.nonces->stage_consume(txn, *claim));
             if (lease) SIGNET_TRY(d_.watermarks->stage(txn, *lease));
@@ -418,6 +438,7 @@ Result<std::vector<web::SignResult>> SigningService::sign_batch(const Caller& c,
         }
         out.push_back(to_result(std::move(sig).value()));
     }
+    SIGNET_TRY(still_serving());
     tally_event(c.client_id, "sign.plain", key_id, "", out.size());
     signatures_.with({std::string(pkcs11::to_string(key->algorithm))}).inc(out.size());
     return out;

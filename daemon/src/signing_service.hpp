@@ -139,6 +139,8 @@ private:
     // not_ready (503) until the HSM self-test has passed: DESIGN §2 says a daemon whose self-test
     // failed refuses to sign, and one whose self-test has not finished has not earned trust yet.
     Result<void> require_ready();
+    // In a pair, after the HSM signed and before anything is released: the role still holds.
+    Result<void> still_serving() const;
 
     ServiceDeps d_;
     ServiceOptions options_;

@@ -159,6 +159,8 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
     mutable std::mutex mu;
     std::map<std::string, std::shared_ptr<Counter>> counters;  // guarded by mu
     std::function<void(const BurntRange&)> burn_callback;      // guarded by mu
+    std::function<void(const std::string&, std::uint64_t, std::uint64_t)>
+        reserve_callback;  // guarded by mu
 
     std::shared_ptr<Counter> counter(const std::string& name) {
         std::lock_guard lock(mu);
@@ -220,6 +222,16 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
         return absorb(c, r->kvs);
     }
 
+    // Caller holds c.txn_mu (and no other lock).
+    void reserved(const std::string& counter, std::uint64_t first, std::uint64_t last) {
+        std::function<void(const std::string&, std::uint64_t, std::uint64_t)> cb;
+        {
+            std::lock_guard lock(mu);
+            cb = reserve_callback;
+        }
+        if (cb) cb(counter, first, last);
+    }
+
     // Caller holds c.txn_mu. Moves the mark up by `n` (or to `to` when set) with the guard;
     // returns the range taken. Unknown outcomes are appended to `burnt` and retried above.
     Result<Reserved> reserve(Counter& c, std::uint64_t n, std::vector<BurntRange>& burnt,
@@ -247,6 +259,7 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
                 c.mark = hw;
                 c.mod_rev = r->revision;
                 c.floor = std::max(c.floor, hw);
+                if (!to && n > 0) reserved(c.name, base + 1, hw);
                 return Reserved{base + 1, hw};
             }
             if (r) {
@@ -485,11 +498,14 @@ Result<std::uint64_t> NonceAllocator::raise(const std::string& counter, std::uin
     SIGNET_TRY(fence_->check());
     auto c = s_->counter(counter);
     std::vector<BurntRange> burnt;
-    // Dropped first, so no value of an old block is issued once the raise has begun.
+    // txn_mu first: no refill can reserve from the old mark between the drop and the raise. The
+    // floor is recorded before anything else, so every later reservation starts above it, and the
+    // blocks held (possibly installed by a refill that finished just now) are dropped under it.
+    std::lock_guard t(c->txn_mu);
+    c->floor = std::max(c->floor, floor);
     State::drop(*c, "counter raised to " + std::to_string(floor), burnt);
     s_->burn(burnt);
     burnt.clear();
-    std::lock_guard t(c->txn_mu);
     c->known = false;  // raise acts on a fresh linearizable read, not on the cache
     auto r = s_->reserve(*c, 0, burnt, floor);
     if (!r) return r.error();
@@ -505,6 +521,12 @@ void NonceAllocator::drop_blocks(const std::string& reason) {
 void NonceAllocator::on_burn(std::function<void(const BurntRange&)> callback) {
     std::lock_guard lock(s_->mu);
     s_->burn_callback = std::move(callback);
+}
+
+void NonceAllocator::on_reserve(
+    std::function<void(const std::string&, std::uint64_t, std::uint64_t)> callback) {
+    std::lock_guard lock(s_->mu);
+    s_->reserve_callback = std::move(callback);
 }
 
 AllocatorStats NonceAllocator::stats() const {

@@ -5,6 +5,8 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "signet_test/daemon_load.hpp"
@@ -16,6 +18,7 @@ using signet::test::ApiReply;
 using signet::test::LoadOptions;
 using signet::test::NonceLoad;
 using signet::test::PairOptions;
+using signet::test::SignetDaemon;
 using signet::test::SignOp;
 using signet::test::TestPair;
 
@@ -70,6 +73,20 @@ TEST_CASE("a hot standby refuses to sign, names the active, and is not ready",
     REQUIRE(st.status == 200);
     CHECK(signet::test::str(st.object(), "role") == "standby");
     CHECK(signet::test::str(st.object().at("leader").as_object(), "name") == "a");
+
+    // The same in /metrics (refreshed every 2 s), with every etcd member's health.
+    auto metrics_show = [&](std::size_t i, const std::string& line) {
+        ApiClient anon(pair.appliance(i).client_options(5s), "");
+        for (int n = 0; n < 100; ++n) {
+            if (anon.get("/metrics").body.find(line) != std::string::npos) return true;
+            std::this_thread::sleep_for(50ms);
+        }
+        return false;
+    };
+    CHECK(metrics_show(0, "signet_ha_role{role=\"active\"} 1"));
+    CHECK(metrics_show(1, "signet_ha_role{role=\"standby\"} 1"));
+    CHECK(metrics_show(1, "signet_etcd_member_up{member=\"m2\"} 1"));
+    CHECK(metrics_show(0, "signet_ha_allocation_total{kind=\"issued\"}"));
 }
 
 TEST_CASE("kill -9 of the active under nonce load: the standby takes over and no nonce repeats",
@@ -85,7 +102,7 @@ TEST_CASE("kill -9 of the active under nonce load: the standby takes over and no
 
     LoadOptions lo;
     lo.threads = 4;
-    lo.per_thread = 400;
+    lo.per_thread = 200;
     lo.max_duration = 60s;
     lo.failover = {pair.appliance(1).client_options(5s)};
     NonceLoad load(pair.appliance(0).client_options(5s), signer.token, id, lo);
@@ -104,6 +121,25 @@ TEST_CASE("kill -9 of the active under nonce load: the standby takes over and no
     CHECK(env.empty());
     const auto after = pair.ha_status(1);
     CHECK(signet::test::u64(after.object().at("leader").as_object(), "term") > term_a);
+
+    // a, restarted, audits the unreleased rest of the block it held when it was killed: above
+    // every nonce it returned, never issued by anyone.
+    std::uint64_t max_a = 0;
+    for (const auto& o : ops) {
+        if (o.acked && o.target == 0) max_a = std::max(max_a, o.nonce);
+    }
+    pair.appliance(0).start(false);
+    REQUIRE(pair.wait_role(0, "standby", 30s));
+    ApiClient admin_a = pair.api(0);
+    std::size_t crash_gaps = 0;
+    for (const auto& g : signet::test::audit_with_action(admin_a, "nonce.gap")) {
+        const auto& d = g.at("details").as_object();
+        if (signet::test::str(d, "reason").find("crash") == std::string::npos) continue;
+        ++crash_gaps;
+        CHECK(signet::test::u64(d, "nonce") > max_a);
+        CHECK(signet::test::u64(d, "last") >= signet::test::u64(d, "nonce"));
+    }
+    CHECK(crash_gaps >= 1);
 }
 
 TEST_CASE("a SIGSTOPped active that wakes after losing its lease never signs as active again",
@@ -254,4 +290,131 @@ TEST_CASE("the pair signs while etcd has quorum, stops without it, and resumes w
         take(r);
     }
     for (std::size_t i = 1; i < nonces.size(); ++i) CHECK(nonces[i] > nonces[i - 1]);
+}
+
+TEST_CASE("a pair whose etcd lost a counter never goes below the values an appliance issued",
+          "[ha][integration][restore]") {
+    TestPair pair;
+    ApiClient admin = pair.api(0);
+    const auto key = signet::test::create_key(admin, "ecdsa-p256", "floor", envelope_policy());
+    const std::string id = signet::test::str(key, "id");
+    const auto signer = pair.create_signer();
+    std::uint64_t last = 0;
+    {
+        ApiClient sa = pair.api(0, signer.token);
+        for (int i = 0; i < 5; ++i) {
+            last = signet::test::u64(
+                signet::test::sign(sa, id,
+                                   {{"digest", digest("f" + std::to_string(i))}, {"nonce", true}}),
+                "nonce");
+        }
+    }
+    // etcd restored from a snapshot older than the key's use: its counter key is gone.
+    const std::string counter =
+        signet::base64_encode(signet::to_bytes("/signet/test/counters/" + id));
+    (void)pair.etcd().post_json(0, "/v3/kv/deleterange", "{\"key\":\"" + counter + "\"}");
+    // b takes over: it knows nothing of a's values but what etcd says. a, restarted, knows its
+    // own local copies and raises the pair's counter past them on first use.
+    pair.appliance(1).kill9();
+    pair.appliance(0).restart();
+    REQUIRE(pair.wait_signing(0, 30s));
+    ApiClient sa = pair.api(0, signer.token);
+    const auto next = signet::test::sign(sa, id, {{"digest", digest("after")}, {"nonce", true}});
+    CHECK(signet::test::u64(next, "nonce") > last);
+}
+
+TEST_CASE("a store that has been in a pair refuses to start standalone", "[ha][integration]") {
+    TestPair pair;
+    SignetDaemon& a = pair.appliance(0);
+    a.stop();
+    // The same store and tokens with the [ha] section left out.
+    std::ifstream in(a.config_path());
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    text = text.substr(0, text.find("[ha]"));
+    const auto standalone = a.var_dir() / "standalone.toml";
+    std::ofstream(standalone) << text;
+    const auto out =
+        signet::test::run_process({signet::test::signetd_path(), "--config", standalone.string()},
+                                  {{"SOFTHSM2_CONF", a.softhsm_conf().string()}}, 60s);
+    INFO(out.err);
+    CHECK(out.status.exited_with(1));
+    CHECK_THAT(out.err, Catch::Contains("belongs to pair 'test'"));
+}
+
+TEST_CASE(
+    "without a witness, losing the peer stops signing until a forced promotion bumps every "
+    "counter",
+    "[ha][integration][promote]") {
+    PairOptions po;
+    po.etcd_members = 2;  // a's and b's members only: two voters
+    TestPair pair(po);
+    ApiClient admin = pair.api(0);
+    const auto key = signet::test::create_key(admin, "ecdsa-p256", "p", envelope_policy());
+    const std::string id = signet::test::str(key, "id");
+    const auto signer = pair.create_signer();
+    SignetDaemon& a = pair.appliance(0);
+    std::uint64_t last = 0;
+    auto sign_once = [&](const std::string& tag) {
+        ApiClient s = pair.api(0, signer.token);
+        return s.post("/v1/keys/" + id + "/sign", {{"digest", digest(tag)}, {"nonce", true}});
+    };
+    for (int i = 0; i < 3; ++i) {
+        last = signet::test::u64(sign_once("p" + std::to_string(i)).object(), "nonce");
+    }
+
+    pair.appliance(1).kill9();
+    pair.etcd().kill(1);
+    bool refused = false;
+    for (int i = 0; i < 100 && !refused; ++i) {
+        const ApiReply r = sign_once("lost-" + std::to_string(i));
+        if (r.status == 200) {
+            const auto n = signet::test::u64(r.object(), "nonce");
+            CHECK(n > last);
+            last = n;
+        } else {
+            INFO(r.describe());
+            CHECK(r.status == 503);
+            refused = true;
+        }
+        std::this_thread::sleep_for(50ms);
+    }
+    REQUIRE(refused);
+
+    const std::string config = a.config_path().string();
+    // Refused, changing nothing, while signetd runs, and without the operator's confirmation.
+    const auto running =
+        signet::test::run_signetctl({"ha", "force-promote", "--config", config, "--peer-fenced"});
+    CHECK(running.status.exited_with(1));
+    CHECK_THAT(running.err, Catch::Contains("another signetd"));
+    a.stop();
+    const auto unconfirmed =
+        signet::test::run_signetctl({"ha", "force-promote", "--config", config});
+    CHECK(unconfirmed.status.exited_with(1));
+    CHECK_THAT(unconfirmed.err, Catch::Contains("--peer-fenced"));
+
+    // The operator re-forms a's member as a one-member cluster, then promotes.
+    pair.etcd().kill(0);
+    pair.etcd().force_new_cluster(0);
+    REQUIRE(pair.etcd().wait_for_leader(15s));
+    const auto promoted =
+        signet::test::run_signetctl({"ha", "force-promote", "--config", config, "--peer-fenced"});
+    INFO(promoted.out << promoted.err);
+    REQUIRE(promoted.status.exited_with(0));
+    const auto report = signet::test::json::parse(promoted.out).as_object();
+    const auto margin = signet::test::u64(report, "margin");
+    CHECK(margin > 0);
+    REQUIRE(report.at("raised").as_array().size() == 1);
+    const auto& raised = report.at("raised").as_array().at(0).as_object();
+    CHECK(signet::test::str(raised, "counter") == id);
+    CHECK(signet::test::u64(raised, "after") == signet::test::u64(raised, "before") + margin);
+    CHECK(signet::test::u64(raised, "before") >= last);
+
+    a.start(false);
+    REQUIRE(pair.wait_signing(0, 30s));
+    const ApiReply r = sign_once("promoted");
+    INFO(r.describe());
+    REQUIRE(r.status == 200);
+    CHECK(signet::test::u64(r.object(), "nonce") > signet::test::u64(raised, "after"));
+    ApiClient audit = pair.api(0);
+    CHECK(signet::test::audit_with_action(audit, "ha.force_promote").size() == 1);
 }

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <functional>
+#include <latch>
 #include <thread>
 
 #include "signet/pkcs11/public_key.hpp"
@@ -54,7 +55,27 @@ PairOptions dual_active() {
     return o;
 }
 
-// A signer client made on appliance 0, once appliance 1 knows it too.
+// Runs `on_a` on this thread and `on_b` on another, released at the same instant: two admin
+// requests racing on the two appliances. No Catch macros inside (they are not thread-safe).
+void at_once(const std::function<void()>& on_a, const std::function<void()>& on_b) {
+    std::latch go(2);
+    std::thread t([&] {
+        go.arrive_and_wait();
+        on_b();
+    });
+    go.arrive_and_wait();
+    on_a();
+    t.join();
+}
+
+// Puts key = value straight into etcd through member 0's gateway: what any etcd writer can do.
+void etcd_put(TestPair& pair, const std::string& key, const std::string& value) {
+    const json::object body{{"key", signet::base64_encode(signet::as_bytes(key))},
+                            {"value", signet::base64_encode(signet::as_bytes(value))}};
+    const std::string answer = pair.etcd().post_json(0, "/v3/kv/put", json::serialize(body));
+    REQUIRE(answer.find("\"header\"") != std::string::npos);
+}
+
 // Signs sha256(text) with `key_id` and returns the DER signature.
 signet::Bytes sign_digest(ApiClient& signer, const std::string& key_id, const std::string& text) {
     const auto r = test::sign(signer, key_id, {{"digest", test::sha256_hex(text)}});
@@ -76,10 +97,25 @@ TEST_CASE("a client created on the active authenticates on the standby, and its 
     test::check_api_error(setup, 409, "conflict");
     CHECK_THAT(setup.error_message(), Catch::Contains("done on the peer"));
 
+    // An admin that arrived through etcd is audited and logged at warn, naming its writer.
+    CHECK(eventually([&] {
+        const std::string log = pair.appliance(1).log();
+        return log.find("level=warn component=pair event=admin_replicated") != std::string::npos &&
+               log.find("writer=a") != std::string::npos;
+    }));
     const auto signer = pair.create_signer();
     const auto replicated = test::audit_with_action(admin_b, "client.create.replicated");
     REQUIRE_FALSE(replicated.empty());
     CHECK(test::str(replicated.back(), "actor") == "pair:a");
+
+    // The unauthenticated readiness probe says why not in general terms only: not the active's
+    // address, not etcd's error text.
+    const ApiReply ready = anon_b.get("/v1/health/ready");
+    INFO(ready.describe());
+    test::check_api_error(ready, 503, "not_ready");
+    CHECK_THAT(ready.error_message(), Catch::Contains("not the active appliance"));
+    CHECK_THAT(ready.error_message(), !Catch::Contains("127.0.0.1"));
+    CHECK_THAT(ready.error_message(), !Catch::Contains("the active is"));
 
     // A standby makes no catalog changes: the error names the active, and nothing changed.
     const ApiReply refused = admin_b.post("/v1/clients", {{"name", "rogue"}, {"role", "admin"}});
@@ -174,6 +210,13 @@ TEST_CASE("the pairing ceremony refuses a transport key fingerprint the operator
         "not_found");
     test::check_api_error(admin_a.post("/v1/ha/pair", {{"peer", "a"}, {"transport_sha256", real}}),
                           400, "invalid_argument");
+    for (const std::string& bad :
+         std::vector<std::string>{"b/../b", "b c", "", std::string(65, 'b')}) {
+        INFO("peer '" << bad << "'");
+        test::check_api_error(
+            admin_a.post("/v1/ha/pair", {{"peer", bad}, {"transport_sha256", real}}), 400,
+            "invalid_argument");
+    }
     test::check_api_error(admin_a.post("/v1/ha/pair", {{"peer", "b"}}), 400, "bad_request");
     const auto signer = test::create_client(admin_a, "app", "signer");
     ApiClient s = pair.api(0, signer.token);
@@ -227,4 +270,115 @@ TEST_CASE("an ed25519 key stays with the appliance that made it, and the peer sa
     const ApiReply rep =
         admin_a.post("/v1/keys", {{"algorithm", "ed25519"}, {"label", "x"}, {"replicable", true}});
     test::check_api_error(rep, 422, "not_replicable");
+}
+
+TEST_CASE("a KEK addressed to an appliance that it cannot import is audited as a failed import",
+          "[ha][integration]") {
+    TestPair pair;
+    ApiClient admin_b = pair.api(1);
+    REQUIRE(eventually([&] { return admin_b.get("/v1/clients").status == 200; }));
+    // Any etcd writer can address a KEK to b; this one was wrapped for another transport key.
+    const json::object kek{{"sender", "x"},
+                           {"receiver", "b"},
+                           {"kek_id", "00ff"},
+                           {"blob", signet::base64_encode(signet::as_bytes("not a wrapped key"))},
+                           {"transport_sha256", std::string(64, '0')}};
+    etcd_put(pair, "/signet/test/pairing/kek/x/b", json::serialize(kek));
+    std::vector<json::object> imports;
+    CHECK(eventually([&] {
+        imports = test::audit_with_action(admin_b, "ha.kek_import");
+        return !imports.empty();
+    }));
+    REQUIRE(imports.size() == 1);
+    CHECK(test::str(imports.front(), "outcome") == "failed");
+    CHECK(test::str(imports.front(), "actor") == "pair:x");
+    CHECK(strings(pair.ha_status(1).object(), "kek_from").empty());
+}
+
+TEST_CASE(
+    "a key changed on both appliances at once keeps every acknowledged change: a policy change "
+    "on one never re-enables a key the other disabled",
+    "[ha][integration]") {
+    TestPair pair(dual_active());
+    ApiClient admin_a = pair.api(0);
+    ApiClient admin_b = pair.api(1);
+    REQUIRE(eventually([&] { return admin_b.get("/v1/clients").status == 200; }));
+    for (int round = 0; round < 6; ++round) {
+        const auto key = test::create_key(admin_a, "ecdsa-p256", "race-" + std::to_string(round));
+        const std::string id = test::str(key, "id");
+        const double before =
+            key.at("policy").at("rate_limit").at("per_second").to_number<double>();
+        const double wanted = before + 7 + round;
+        REQUIRE(eventually([&] { return admin_b.get("/v1/keys/" + id).status == 200; }));
+        ApiReply policed, disabled;
+        at_once(
+            [&] {
+            policed =
+                admin_a.put("/v1/keys/" + id + "/policy",
+                            json::object{{"rate_limit", {{"per_second", wanted}, {"burst", 10}}}});
+            },
+            [&] { disabled = admin_b.post("/v1/keys/" + id + "/disable", json::object{}); });
+        INFO("round " << round << ": policy on a " << policed.describe() << "; disable on b "
+                      << disabled.describe());
+        for (const ApiReply* r : {&policed, &disabled}) {
+            REQUIRE((r->status == 200 || r->status == 409));
+            if (r->status == 409) {
+                test::check_api_error(*r, 409, "conflict");
+                CHECK_THAT(r->error_message(), Catch::Contains("changed on the peer"));
+            }
+        }
+        // A change is refused only because the other one got in first.
+        CHECK((policed.status == 200 || disabled.status == 200));
+        const std::string state = disabled.status == 200 ? "disabled" : "active";
+        const double rate = policed.status == 200 ? wanted : before;
+        CHECK(eventually(
+            [&] {
+            for (ApiClient* admin : {&admin_a, &admin_b}) {
+                const ApiReply k = admin->get("/v1/keys/" + id);
+                if (k.status != 200 || test::str(k.object(), "state") != state ||
+                    k.object().at("policy").at("rate_limit").at("per_second").to_number<double>() !=
+                        rate) {
+                    return false;
+                }
+            }
+            return true;
+            },
+            5s));
+    }
+}
+
+TEST_CASE("two admins revoking each other at once on the two appliances leave the pair an admin",
+          "[ha][integration]") {
+    TestPair pair(dual_active());
+    test::ClientCredentials kept = pair.admin();
+    for (int round = 0; round < 4; ++round) {
+        ApiClient kept_a = pair.api(0, kept.token);
+        const auto other = test::create_client(kept_a, "admin-" + std::to_string(round), "admin");
+        ApiClient other_b = pair.api(1, other.token);
+        REQUIRE(eventually([&] { return other_b.get("/v1/clients").status == 200; }));
+        // Each appliance sees two active admins; each request revokes the other's caller.
+        ApiReply on_a, on_b;
+        at_once([&] { on_a = kept_a.post("/v1/clients/" + other.id + "/revoke", json::object{}); },
+                [&] { on_b = other_b.post("/v1/clients/" + kept.id + "/revoke", json::object{}); });
+        INFO("round " << round << ": on a " << on_a.describe() << "; on b " << on_b.describe());
+        REQUIRE((on_a.status == 200) != (on_b.status == 200));
+        const ApiReply& refused = on_a.status == 200 ? on_b : on_a;
+        // Refused in etcd (409), or b had already applied a's revocation of its caller (401).
+        if (refused.status == 409) {
+            CHECK_THAT(refused.error_message(), Catch::Contains("last active admin"));
+        } else {
+            CHECK(refused.status == 401);
+        }
+        const test::ClientCredentials revoked = on_a.status == 200 ? other : kept;
+        if (on_b.status == 200) kept = other;
+        CHECK(eventually(
+            [&] {
+            for (std::size_t i = 0; i < 2; ++i) {
+                if (pair.api(i, kept.token).get("/v1/clients").status != 200) return false;
+                if (pair.api(i, revoked.token).get("/v1/clients").status != 401) return false;
+            }
+            return true;
+            },
+            5s));
+    }
 }

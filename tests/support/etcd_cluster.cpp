@@ -206,7 +206,7 @@ void EtcdCluster::make_certificates() {
     }
 }
 
-void EtcdCluster::spawn(std::size_t i, bool initial) {
+void EtcdCluster::spawn(std::size_t i, bool initial, bool force_new) {
     const std::string scheme = options_.tls ? "https" : "http";
     const auto url = [&](std::uint16_t port) {
         return scheme + "://127.0.0.1:" + std::to_string(port);
@@ -243,6 +243,7 @@ void EtcdCluster::spawn(std::size_t i, bool initial) {
                                      "--pre-vote=true",
                                      "--logger=zap",
                                      "--log-outputs=" + m.log_file.string()};
+    if (force_new) argv.emplace_back("--force-new-cluster");
     if (options_.tls) {
         const auto tls = dir_.path() / "tls";
         argv.insert(argv.end(),
@@ -317,6 +318,18 @@ void EtcdCluster::restart(std::size_t i) {
         throw std::logic_error("etcd cluster: restart of a member that is running");
     }
     spawn(i, false);
+    wait_accepting(i);
+}
+
+void EtcdCluster::force_new_cluster(std::size_t i) {
+    if (members_.at(i).pid != -1) {
+        throw std::logic_error("etcd cluster: force_new_cluster of a member that is running");
+    }
+    spawn(i, false, true);
+    wait_accepting(i);
+}
+
+void EtcdCluster::wait_accepting(std::size_t i) {
     // Returns once the member accepts client connections, so the caller's next call reaches it.
     const auto deadline = Clock::now() + kStartBound;
     while (!port_accepts(members_[i].client_port)) {

@@ -31,15 +31,13 @@ std::string signet_message(const Error& e, Errc errc, int status) {
     return errc_name(errc);
 }
 
-// Stable API codes of signet::ha::HaErrc values.
-std::string ha_code(int v) {
-    switch (v) {
-        case 4: return "not_active";
-        case 5: return "fenced";
-        case 6: return "allocation_stopped";
-        case 7: return "conflict_retry";
-        default: return "coordinator_unavailable";
-    }
+// Stable API codes of signet::ha::HaErrc conditions, from the category's own names (web/ does not
+// see the enum): the role conditions keep their name, the rest say what a client can do.
+std::string ha_code(const boost::system::error_code& code) {
+    const std::string name = code.message();
+    if (name == "not_active" || name == "fenced" || name == "allocation_stopped") return name;
+    if (name == "conflict") return "conflict_retry";
+    return "coordinator_unavailable";
 }
 
 }  // namespace
@@ -95,7 +93,7 @@ ApiError to_api_error(const Error& e) {
     } else if (std::strcmp(cat.name(), "ha") == 0) {
         // Pair conditions (signet::ha::HaErrc, seen here by name: web/ does not depend on ha/).
         // All are "try again, maybe elsewhere": the message names the active when known.
-        out = {503, ha_code(e.code.value()), e.context.empty() ? e.code.message() : e.context,
+        out = {503, ha_code(e.code), e.context.empty() ? e.code.message() : e.context,
                kRetryAfterSeconds};
     } else {
         out = {500, "internal", "internal error", {}};

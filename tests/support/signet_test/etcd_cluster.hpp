@@ -56,6 +56,9 @@ public:
     void pause(std::size_t i);    // SIGSTOP
     void resume(std::size_t i);   // SIGCONT
     void restart(std::size_t i);  // start a killed member again on its data directory
+    // Starts killed member i again as a one-member cluster on its data directory
+    // (--force-new-cluster): what an operator does on the survivor of a pair without a witness.
+    void force_new_cluster(std::size_t i);
     // Index of the current leader among running members, asked over HTTP; -1 when none answers
     // within `timeout`.
     [[nodiscard]] int leader(std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
@@ -71,7 +74,8 @@ public:
         std::chrono::milliseconds timeout = std::chrono::seconds(5)) const;
 
 private:
-    void spawn(std::size_t i, bool initial);
+    void spawn(std::size_t i, bool initial, bool force_new = false);
+    void wait_accepting(std::size_t i);
     void assign_ports();
     void make_certificates();
     [[nodiscard]] bool exited_early(std::size_t i);  // reaps member i if it has exited

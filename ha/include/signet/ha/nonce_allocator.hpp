@@ -89,6 +89,13 @@ public:
 
     // Called for every burnt range (on the thread that noticed it), e.g. to write an audit record.
     void on_burn(std::function<void(const BurntRange&)> callback);
+    // Called for every range [first, last] a committed transaction reserved for this appliance,
+    // before any value of it is handed out (so a record of it can be made durable first). Runs on
+    // the allocating thread with the counter's transaction lock held: it must not call back into
+    // the allocator.
+    void on_reserve(
+        std::function<void(const std::string& counter, std::uint64_t first, std::uint64_t last)>
+            callback);
 
     [[nodiscard]] AllocatorStats stats() const;
     // strict: callers of next(counter) queued for the next batch's transaction (metrics, tests).
