@@ -6,6 +6,8 @@
 #include <thread>
 #include <vector>
 
+#include <boost/json.hpp>
+
 #include "signet/ha/etcd_coordinator.hpp"
 
 namespace signet::daemon {
@@ -53,6 +55,40 @@ private:
     bool stopping_ = false;                    // guarded by mu_
     std::thread thread_;
 };
+
+// Both appliances must agree on how they share the counters: a hot-standby appliance beside a
+// dual-active one would sign with an empty guard next to the active, and a strict/fast mix breaks
+// strict order. The first appliance records the pair's settings; every later start compares.
+Result<void> check_pair_settings(ha::Coordinator& etcd, const Config& c,
+                                 const std::string& prefix) {
+    boost::json::object mine{{"mode", std::string(ha::to_string(*c.ha_mode))},
+                             {"nonce_allocation", std::string(ha::to_string(c.nonce_allocation))},
+                             {"lease_ttl_ms", c.lease_ttl.count()}};
+    const std::string text = boost::json::serialize(mine);
+    const std::string key = prefix + "config";
+    ha::TxnRequest t;
+    t.compare.push_back(ha::Compare::absent(key));
+    t.success.push_back(ha::Op::put(key, text));
+    t.failure.push_back(ha::Op::get(key));
+    Result<ha::TxnResponse> r = make_error(Errc::unavailable, "not tried");
+    // Bounded: etcd may still be electing when both start together.
+    for (int attempt = 0; attempt < 20; ++attempt) {
+        r = etcd.txn(t, c.etcd_timeout);
+        if (r) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    if (!r) {
+        return r.error().within("check the pair's settings at " + key +
+                                " (is the local etcd member up and part of a quorum?)");
+    }
+    if (r->succeeded) return ok();
+    const auto& kvs = r->results.empty() ? std::vector<ha::KeyValue>{} : r->results.front();
+    if (!kvs.empty() && kvs.front().value == text) return ok();
+    return make_error(Errc::conflict,
+                      "this appliance's [ha] settings " + text + " differ from the pair's " +
+                          (kvs.empty() ? std::string("(unreadable)") : kvs.front().value) +
+                          " (mode, nonce_allocation and lease_ttl_ms must match on both)");
+}
 
 }  // namespace
 
@@ -152,6 +188,8 @@ Result<std::unique_ptr<Pair>> Pair::start(const Config& c, std::shared_ptr<const
     } catch (const ErrorException& e) {
         return e.error().within("[ha] etcd connection settings");
     }
+
+    SIGNET_TRY(check_pair_settings(*impl->coordinator, c, impl->prefix));
 
     ha::RoleOptions ro;
     ro.prefix = impl->prefix;

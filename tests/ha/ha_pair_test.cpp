@@ -418,3 +418,17 @@ TEST_CASE(
     ApiClient audit = pair.api(0);
     CHECK(signet::test::audit_with_action(audit, "ha.force_promote").size() == 1);
 }
+
+TEST_CASE("an appliance whose pair settings differ from its peer's refuses to start",
+          "[ha][integration]") {
+    TestPair pair;
+    SignetDaemon& b = pair.appliance(1);
+    b.stop();
+    b.set_option("ha", "mode", "\"dual-active\"");
+    const auto out = b.run_another({}, 60s);
+    INFO(out.err);
+    CHECK(out.status.exited_with(1));
+    CHECK_THAT(out.err, Catch::Contains("differ from the pair's"));
+    // a still signs as the active.
+    CHECK(pair.role(0) == "active");
+}
