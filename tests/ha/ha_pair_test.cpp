@@ -45,6 +45,25 @@ std::size_t acked_on(const std::vector<SignOp>& ops, int target) {
 
 signet::test::json::object envelope_policy() { return {{"nonces", "envelope"}}; }
 
+// Signs with `sign_once` (bounded: 100 tries, 50 ms apart) until the appliance refuses with 503;
+// every nonce signed meanwhile must be above `last`, which follows them. True when refused.
+template <class Sign>
+bool signs_until_refused(Sign&& sign_once, std::uint64_t& last) {
+    for (int i = 0; i < 100; ++i) {
+        const ApiReply r = sign_once("until-refused-" + std::to_string(i));
+        if (r.status != 200) {
+            INFO(r.describe());
+            CHECK(r.status == 503);
+            return true;
+        }
+        const auto n = signet::test::u64(r.object(), "nonce");
+        CHECK(n > last);
+        last = n;
+        std::this_thread::sleep_for(50ms);
+    }
+    return false;
+}
+
 }  // namespace
 
 TEST_CASE("a hot standby refuses to sign, names the active, and is not ready",
@@ -268,18 +287,9 @@ TEST_CASE("the pair signs while etcd has quorum, stops without it, and resumes w
         pair.etcd().kill(2);
         pair.etcd().kill(1);
         // The active's lease cannot be renewed: within a bounded time it refuses, with a reason.
-        bool refused = false;
-        for (int i = 0; i < 100 && !refused; ++i) {
-            const ApiReply r = sign_once("lost-" + std::to_string(i));
-            if (r.status == 200) {
-                take(r);
-            } else {
-                INFO(r.describe());
-                CHECK(r.status == 503);
-                refused = true;
-            }
-            std::this_thread::sleep_for(50ms);
-        }
+        std::uint64_t last = nonces.back();
+        const bool refused = signs_until_refused(sign_once, last);
+        if (last != nonces.back()) nonces.push_back(last);
         REQUIRE(refused);
         pair.etcd().restart(1);
         REQUIRE(pair.etcd().wait_for_leader(15s));
@@ -364,20 +374,7 @@ TEST_CASE(
 
     pair.appliance(1).kill9();
     pair.etcd().kill(1);
-    bool refused = false;
-    for (int i = 0; i < 100 && !refused; ++i) {
-        const ApiReply r = sign_once("lost-" + std::to_string(i));
-        if (r.status == 200) {
-            const auto n = signet::test::u64(r.object(), "nonce");
-            CHECK(n > last);
-            last = n;
-        } else {
-            INFO(r.describe());
-            CHECK(r.status == 503);
-            refused = true;
-        }
-        std::this_thread::sleep_for(50ms);
-    }
+    const bool refused = signs_until_refused(sign_once, last);
     REQUIRE(refused);
 
     const std::string config = a.config_path().string();

@@ -22,28 +22,6 @@ using signet::daemon::Db;
 
 namespace {
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
-// REQUIREs exit 0 and returns stdout parsed as a JSON object.
-json::object ok_json(const test::ProcessOutcome& out) {
-    INFO(out.status.describe() << "\nstdout: " << out.out << "\nstderr: " << out.err);
-    REQUIRE(out.status.exited_with(0));
-    const json::value v = json::parse(out.out);
-    REQUIRE(v.is_object());
-    return v.as_object();
-}
-
-// CHECKs exit `code`, nothing on stdout, and each of `needles` on stderr.
-void check_exit(const test::ProcessOutcome& out, int code,
-                const std::vector<std::string>& needles) {
-    INFO(out.status.describe() << "\nstdout: " << out.out << "\nstderr: " << out.err);
-    CHECK(out.status.exited_with(code));
-    CHECK(out.out.empty());
-    for (const auto& n : needles) CHECK(contains(out.err, n));
-}
-
 test::ProcessOutcome backup(const test::SignetDaemon& d, const fs::path& out) {
     return test::run_signetctl({"backup", "--db", d.db_path().string(), "--out", out.string()});
 }
@@ -120,7 +98,7 @@ TEST_CASE(
 
         // Taken while signetd runs and signs.
         const fs::path file = dir.path() / "b1.db";
-        const json::object b = ok_json(backup(p.daemon, file));
+        const json::object b = test::ok_json(backup(p.daemon, file));
         CHECK(test::str(b, "file") == fs::absolute(file).string());
         CHECK(b.at("counters").as_object().at(k.nonces).to_number<std::uint64_t>() == 3);
         CHECK(json::serialize(b.at("watermarks").as_object().at(k.marks)) == "[10,0]");
@@ -130,10 +108,11 @@ TEST_CASE(
         // One self-contained file: SQLite's header says rollback journal (1), not WAL (2).
         CHECK(static_cast<int>(file_bytes(file).at(18)) == 1);
         // Never over an existing file.
-        check_exit(backup(p.daemon, file), 1, {"backup failed", "cannot create", file.string()});
+        test::check_exit(backup(p.daemon, file), 1,
+                         {"backup failed", "cannot create", file.string()});
 
         // Restore is offline: refused while signetd holds the data directory.
-        check_exit(restore(p.daemon, file), 1, {"restore refused", "stop it first"});
+        test::check_exit(restore(p.daemon, file), 1, {"restore refused", "stop it first"});
         CHECK(files_starting(p.daemon.data_dir(), "signet.db.").empty());
 
         // Issued after the backup: the backup does not know these.
@@ -148,27 +127,28 @@ TEST_CASE(
     SECTION("a corrupt, tampered or newer backup is refused and changes nothing") {
         const fs::path garbage = dir.write_file("garbage.db", std::string(8192, 'x'),
                                                 fs::perms::owner_read | fs::perms::owner_write);
-        check_exit(restore(p.daemon, garbage), 1, {"restore refused", "not a database"});
+        test::check_exit(restore(p.daemon, garbage), 1, {"restore refused", "not a database"});
 
         const fs::path newer = dir.path() / "newer.db";
         fs::copy_file(file, newer);
         exec_sql(newer,
                  "PRAGMA user_version = " + std::to_string(signet::daemon::kSchemaVersion + 1));
-        check_exit(restore(p.daemon, newer), 1, {"restore refused", "newer than this Signet"});
+        test::check_exit(restore(p.daemon, newer), 1,
+                         {"restore refused", "newer than this Signet"});
 
         const fs::path tampered = dir.path() / "tampered.db";
         fs::copy_file(file, tampered);
         exec_sql(tampered, "UPDATE audit SET details = '{\"x\":1}' WHERE seq = 2");
-        check_exit(restore(p.daemon, tampered), 1,
-                   {"restore refused", "audit log", "does not verify at record 2"});
+        test::check_exit(restore(p.daemon, tampered), 1,
+                         {"restore refused", "audit log", "does not verify at record 2"});
 
-        check_exit(restore(p.daemon, dir.path() / "missing.db"), 1, {"no backup file"});
-        check_exit(restore(p.daemon, file, {"--counter-margin", "12x"}), 2,
-                   {"--counter-margin must be a whole number"});
-        check_exit(restore(p.daemon, file, {"--counter-margin", "1", "--confirm-counters"}), 2,
-                   {"exclude each other"});
-        check_exit(restore(p.daemon, file, {"--force", "yes"}), 2,
-                   {"unknown option --force for 'restore'"});
+        test::check_exit(restore(p.daemon, dir.path() / "missing.db"), 1, {"no backup file"});
+        test::check_exit(restore(p.daemon, file, {"--counter-margin", "12x"}), 2,
+                         {"--counter-margin must be a whole number"});
+        test::check_exit(restore(p.daemon, file, {"--counter-margin", "1", "--confirm-counters"}),
+                         2, {"exclude each other"});
+        test::check_exit(restore(p.daemon, file, {"--force", "yes"}), 2,
+                         {"unknown option --force for 'restore'"});
 
         CHECK(file_bytes(p.daemon.db_path()) == store_before);
         CHECK(files_starting(p.daemon.data_dir(), "signet.db.").empty());
@@ -178,7 +158,7 @@ TEST_CASE(
     }
 
     SECTION("the restore takes the exact maxima from the current store") {
-        const json::object r = ok_json(restore(p.daemon, file));
+        const json::object r = test::ok_json(restore(p.daemon, file));
         CHECK(test::str(r, "mode") == "exact");
         CHECK(test::str(r, "audit_source") == "current");
         bool saw = false;
@@ -233,7 +213,7 @@ TEST_CASE(
         k = make_keys(admin);
         for (std::uint64_t n = 1; n <= 2; ++n) CHECK(sign_nonce(signer, k.nonces) == n);
         REQUIRE(sign_mark(signer, k.marks, 5).status == 200);
-        ok_json(backup(p.daemon, file));
+        test::ok_json(backup(p.daemon, file));
         for (std::uint64_t n = 3; n <= 7; ++n) CHECK(sign_nonce(signer, k.nonces) == n);
         REQUIRE(sign_mark(signer, k.marks, 9).status == 200);
     }
@@ -241,18 +221,19 @@ TEST_CASE(
     // The disk holding the store is lost.
     for (const char* s : {"", "-wal", "-shm"}) fs::remove(p.daemon.db_path().string() + s);
 
-    check_exit(restore(p.daemon, file), 1,
-               {"restore refused", "no current store", "--counter-margin N", "--confirm-counters"});
-    check_exit(restore(p.daemon, file, {"--counter-margin", "100"}), 1,
-               {"restore refused", "watermarks for 1 key", "--watermark-margin"});
-    check_exit(test::run_signetctl({"restore", "--backup", file.string(), "--data-dir",
-                                    p.daemon.data_dir().string(), "--watermark-margin", "5"}),
-               2, {"--watermark-margin goes with --counter-margin"});
+    test::check_exit(
+        restore(p.daemon, file), 1,
+        {"restore refused", "no current store", "--counter-margin N", "--confirm-counters"});
+    test::check_exit(restore(p.daemon, file, {"--counter-margin", "100"}), 1,
+                     {"restore refused", "watermarks for 1 key", "--watermark-margin"});
+    test::check_exit(test::run_signetctl({"restore", "--backup", file.string(), "--data-dir",
+                                          p.daemon.data_dir().string(), "--watermark-margin", "5"}),
+                     2, {"--watermark-margin goes with --counter-margin"});
     CHECK_FALSE(fs::exists(p.daemon.db_path()));
     CHECK(files_starting(p.daemon.data_dir(), "signet.db").empty());
 
-    const json::object r =
-        ok_json(restore(p.daemon, file, {"--counter-margin", "100", "--watermark-margin", "100"}));
+    const json::object r = test::ok_json(
+        restore(p.daemon, file, {"--counter-margin", "100", "--watermark-margin", "100"}));
     CHECK(test::str(r, "mode") == "margin");
     CHECK(test::str(r, "current_store") == "absent");
     CHECK_FALSE(r.contains("kept_aside"));
@@ -275,7 +256,7 @@ TEST_CASE(
         test::run_signetctl({"audit", "verify", "--db", p.daemon.db_path().string()});
     INFO(offline.out << offline.err);
     CHECK(offline.status.exited_with(0));
-    CHECK(contains(offline.out, "audit log ok"));
+    CHECK(test::contains(offline.out, "audit log ok"));
     // ...but the records written after the backup are gone with the lost disk, and the HSM's
     // checkpoint anchor says so: the online verification reports the loss.
     const test::ApiReply v = admin.post("/v1/audit/verify", json::object{});
@@ -297,9 +278,9 @@ TEST_CASE("with --confirm-counters a restore without the current store keeps the
     }
     // Taken with signetd stopped, and nothing issued since: the operator can confirm that.
     REQUIRE(p.daemon.stop().exited_with(0));
-    ok_json(backup(p.daemon, file));
+    test::ok_json(backup(p.daemon, file));
     for (const char* s : {"", "-wal", "-shm"}) fs::remove(p.daemon.db_path().string() + s);
-    const json::object r = ok_json(restore(p.daemon, file, {"--confirm-counters"}));
+    const json::object r = test::ok_json(restore(p.daemon, file, {"--confirm-counters"}));
     CHECK(test::str(r, "mode") == "confirmed");
     p.daemon.start();
     auto signer = p.api(p.signer);

@@ -28,13 +28,10 @@ namespace test = signet::test;
 namespace json = boost::json;
 using test::ApiClient;
 using test::ApiReply;
+using test::contains;
 using namespace std::chrono_literals;
 
 namespace {
-
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
 
 // Starts another signetd on `d`'s var directory and expects it to refuse with exit `code` and a
 // message containing each of `needles` on stderr.

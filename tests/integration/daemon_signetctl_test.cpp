@@ -21,10 +21,6 @@ namespace {
 
 constexpr auto kOwnerOnly = fs::perms::owner_read | fs::perms::owner_write;
 
-bool contains(const std::string& haystack, const std::string& needle) {
-    return haystack.find(needle) != std::string::npos;
-}
-
 // Runs signetctl against `d` (URL and pinned certificate), authenticated by `token_file` unless
 // it is empty.
 test::ProcessOutcome ctl(const test::SignetDaemon& d, const fs::path& token_file,
@@ -36,30 +32,12 @@ test::ProcessOutcome ctl(const test::SignetDaemon& d, const fs::path& token_file
     return test::run_signetctl(argv);
 }
 
-// REQUIREs exit 0 and returns stdout parsed as a JSON object.
-json::object ok_json(const test::ProcessOutcome& out) {
-    INFO(out.status.describe() << "\nstdout: " << out.out << "\nstderr: " << out.err);
-    REQUIRE(out.status.exited_with(0));
-    const json::value v = json::parse(out.out);
-    REQUIRE(v.is_object());
-    return v.as_object();
-}
-
-// CHECKs exit `code`, nothing on stdout, and each of `needles` on stderr.
-void check_exit(const test::ProcessOutcome& out, int code,
-                const std::vector<std::string>& needles) {
-    INFO(out.status.describe() << "\nstdout: " << out.out << "\nstderr: " << out.err);
-    CHECK(out.status.exited_with(code));
-    CHECK(out.out.empty());
-    for (const auto& n : needles) CHECK(contains(out.err, n));
-}
-
 // A refusal (exit 1) and a usage error (exit 2).
 void check_fails(const test::ProcessOutcome& out, const std::vector<std::string>& needles) {
-    check_exit(out, 1, needles);
+    test::check_exit(out, 1, needles);
 }
 void check_usage_error(const test::ProcessOutcome& out, const std::vector<std::string>& needles) {
-    check_exit(out, 2, needles);
+    test::check_exit(out, 2, needles);
 }
 
 std::string read_text(const fs::path& p) {
@@ -85,7 +63,7 @@ TEST_CASE("an operator sets up the appliance and runs its whole key lifecycle wi
     const auto setup = ctl(d, {},
                            {"setup", "--setup-token-file", setup_file.string(), "--name", "admin",
                             "--save-token", admin.string()});
-    const json::object admin_client = ok_json(setup);
+    const json::object admin_client = test::ok_json(setup);
     CHECK(test::str(admin_client, "role") == "admin");
     CHECK((fs::status(admin).permissions() & fs::perms::all) == kOwnerOnly);
     CHECK(read_text(admin).rfind("stale", 0) == std::string::npos);
@@ -100,47 +78,49 @@ TEST_CASE("an operator sets up the appliance and runs its whole key lifecycle wi
 
     // clients create prints the new client and its token once.
     const json::object created =
-        ok_json(ctl(d, admin, {"clients", "create", "--name", "app", "--role", "signer"}));
+        test::ok_json(ctl(d, admin, {"clients", "create", "--name", "app", "--role", "signer"}));
     const std::string signer_id = test::str(created.at("client").as_object(), "id");
     const fs::path signer =
         dir.write_file("signer-token", test::str(created, "token") + "\n", kOwnerOnly);
-    CHECK(contains(ctl(d, admin, {"clients", "list"}).out, "\"" + signer_id + "\""));
+    CHECK(test::contains(ctl(d, admin, {"clients", "list"}).out, "\"" + signer_id + "\""));
 
-    const json::object key = ok_json(ctl(d, admin,
-                                         {"keys", "create", "--algorithm", "ecdsa-p256", "--label",
-                                          "x", "--nonces", "envelope", "--client", signer_id}));
+    const json::object key =
+        test::ok_json(ctl(d, admin,
+                          {"keys", "create", "--algorithm", "ecdsa-p256", "--label", "x",
+                           "--nonces", "envelope", "--client", signer_id}));
     const std::string key_id = test::str(key, "id");
-    CHECK(contains(ctl(d, admin, {"keys", "list"}).out, "\"" + key_id + "\""));
-    const json::object shown = ok_json(ctl(d, admin, {"keys", "show", key_id}));
-    CHECK(contains(test::str(shown.at("public_key").as_object(), "pem"),
-                   "-----BEGIN PUBLIC KEY-----"));
+    CHECK(test::contains(ctl(d, admin, {"keys", "list"}).out, "\"" + key_id + "\""));
+    const json::object shown = test::ok_json(ctl(d, admin, {"keys", "show", key_id}));
+    CHECK(test::contains(test::str(shown.at("public_key").as_object(), "pem"),
+                         "-----BEGIN PUBLIC KEY-----"));
 
     for (const std::uint64_t nonce : {1u, 2u}) {
         const json::object sig =
-            ok_json(ctl(d, signer, {"sign", key_id, "--message", "hello", "--nonce"}));
+            test::ok_json(ctl(d, signer, {"sign", key_id, "--message", "hello", "--nonce"}));
         CHECK_FALSE(test::str(sig, "signature").empty());
         CHECK(test::u64(sig, "nonce") == nonce);
     }
-    CHECK(test::u64(ok_json(ctl(d, admin, {"counters", "show", key_id})), "last_issued") == 2);
+    CHECK(test::u64(test::ok_json(ctl(d, admin, {"counters", "show", key_id})), "last_issued") ==
+          2);
 
-    ok_json(ctl(d, admin, {"keys", "disable", key_id}));
+    test::ok_json(ctl(d, admin, {"keys", "disable", key_id}));
     check_fails(ctl(d, signer, {"sign", key_id, "--message", "hello", "--nonce"}),
                 {"key_disabled", key_id});
 
-    const json::object destroyed = ok_json(ctl(d, admin, {"keys", "destroy", key_id}));
+    const json::object destroyed = test::ok_json(ctl(d, admin, {"keys", "destroy", key_id}));
     CHECK(test::str(destroyed, "id") == key_id);
     CHECK(test::str(destroyed, "state") == "destroyed");
     check_fails(ctl(d, admin, {"keys", "show", key_id}), {"not_found", "HTTP 404", key_id});
 
-    ok_json(ctl(d, admin, {"clients", "revoke", signer_id}));
+    test::ok_json(ctl(d, admin, {"clients", "revoke", signer_id}));
     check_fails(ctl(d, signer, {"sign", key_id, "--message", "hello"}),
                 {"unauthenticated", "HTTP 401"});
 
     const auto tail = ctl(d, admin, {"audit", "tail"});
     for (const char* action : {"setup.complete", "client.create", "key.create", "sign.nonce",
                                "key.disable", "key.destroy", "client.revoke"})
-        CHECK(contains(tail.out, std::string("\"action\":\"") + action + "\""));
-    CHECK(ok_json(ctl(d, admin, {"audit", "verify"})).at("ok").as_bool());
+        CHECK(test::contains(tail.out, std::string("\"action\":\"") + action + "\""));
+    CHECK(test::ok_json(ctl(d, admin, {"audit", "verify"})).at("ok").as_bool());
 }
 
 TEST_CASE("signetctl refuses clearly: a lost token, a bad token, a wrong pin, an unknown command",
@@ -156,7 +136,7 @@ TEST_CASE("signetctl refuses clearly: a lost token, a bad token, a wrong pin, an
                             "--name", "admin", "--save-token", unsaved.string()});
     INFO(setup.status.describe() << "\nstdout: " << setup.out << "\nstderr: " << setup.err);
     CHECK(setup.status.exited_with(1));
-    CHECK(contains(setup.err, unsaved.string()));
+    CHECK(test::contains(setup.err, unsaved.string()));
     const json::value printed = json::parse(setup.out);
     const fs::path admin =
         dir.write_file("admin-token", test::str(printed.as_object(), "token") + "\n", kOwnerOnly);
@@ -179,15 +159,16 @@ TEST_CASE("signetctl refuses clearly: a lost token, a bad token, a wrong pin, an
     check_usage_error(test::run_signetctl({"--url", "https://127.0.0.1:8x43", "health"}),
                       {"'8x43'"});
     // A misspelt or misplaced option is refused before anything is sent, never ignored.
-    const std::string key_id = test::str(
-        ok_json(ctl(d, admin, {"keys", "create", "--algorithm", "ecdsa-p256", "--label", "k"})),
-        "id");
+    const std::string key_id =
+        test::str(test::ok_json(ctl(
+                      d, admin, {"keys", "create", "--algorithm", "ecdsa-p256", "--label", "k"})),
+                  "id");
     check_usage_error(ctl(d, admin, {"sign", key_id, "--message", "hi", "--nonces", "1"}),
                       {"unknown option --nonces for 'sign'"});
     check_usage_error(ctl(d, admin, {"keys", "list", "--fingerprnt", "AB"}),
                       {"unknown option --fingerprnt for 'keys list'"});
     check_usage_error(ctl(d, admin, {"sign", key_id, "--digest", "--nonce"}),
                       {"option --digest needs a value"});
-    const json::object counter = ok_json(ctl(d, admin, {"counters", "show", key_id}));
+    const json::object counter = test::ok_json(ctl(d, admin, {"counters", "show", key_id}));
     CHECK(test::u64(counter, "last_issued") == 0);
 }

@@ -326,4 +326,23 @@ Bytes rebuild_nonce_envelope(const std::string& key_id_hex, std::uint64_t nonce,
     return env;
 }
 
+bool contains(const std::string& haystack, const std::string& needle) {
+    return haystack.find(needle) != std::string::npos;
+}
+
+json::object ok_json(const ProcessOutcome& out) {
+    INFO(out.status.describe() << "\nstdout: " << out.out << "\nstderr: " << out.err);
+    REQUIRE(out.status.exited_with(0));
+    const json::value v = json::parse(out.out);
+    REQUIRE(v.is_object());
+    return v.as_object();
+}
+
+void check_exit(const ProcessOutcome& out, int code, const std::vector<std::string>& needles) {
+    INFO(out.status.describe() << "\nstdout: " << out.out << "\nstderr: " << out.err);
+    CHECK(out.status.exited_with(code));
+    CHECK(out.out.empty());
+    for (const auto& n : needles) CHECK(contains(out.err, n));
+}
+
 }  // namespace signet::test

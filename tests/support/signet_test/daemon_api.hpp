@@ -142,6 +142,12 @@ struct RouteInfo {
 // `pattern` with {id} replaced by `id`.
 [[nodiscard]] std::string fill_path(const std::string& pattern, const std::string& id);
 
+// Command-line outcomes (signetctl and other tools): REQUIREs exit 0 and returns stdout parsed as
+// a JSON object; CHECKs exit `code`, nothing on stdout, and each of `needles` on stderr.
+json::object ok_json(const ProcessOutcome& out);
+void check_exit(const ProcessOutcome& out, int code, const std::vector<std::string>& needles);
+[[nodiscard]] bool contains(const std::string& haystack, const std::string& needle);
+
 // JSON helpers.
 [[nodiscard]] std::string str(const json::object& o, std::string_view key);
 [[nodiscard]] std::uint64_t u64(const json::object& o, std::string_view key);
