@@ -15,6 +15,7 @@
 #include "nonce_authority.hpp"
 #include "pair.hpp"
 #include "pair_catalog.hpp"
+#include "pair_members.hpp"
 #include "pair_nonces.hpp"
 #include "pair_watermarks.hpp"
 #include "signet/pkcs11/digest.hpp"
@@ -40,6 +41,7 @@ struct Appliance::Parts {
     std::shared_ptr<Catalog> catalog;
     std::shared_ptr<Pair> pair;            // null: standalone
     std::shared_ptr<PairCatalog> replica;  // catalog replication and pairing; null: standalone
+    std::shared_ptr<PairMembers> members;  // the peers' addresses; null unless [ha] forward
     // Held here (not only through the service) so that the burns reported while the pair stops
     // still reach the audit log.
     std::shared_ptr<NonceAuthority> nonces;
@@ -252,9 +254,9 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     std::shared_ptr<NonceAuthority> nonces;
     std::shared_ptr<WatermarkGuard> watermarks;
     SIGNET_TRY(check_pair_membership(c, *reader, *p.committer));
+    Config hc = c;
     if (c.ha_mode) {
         // In a pair, counters, reservations and watermarks live in etcd; SQLite keeps copies.
-        Config hc = c;
         if (hc.advertise_url.empty()) {
             hc.advertise_url = std::string(c.tls ? "https://" : "http://") + c.listen_address +
                                ":" + std::to_string(c.port);
@@ -328,6 +330,18 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
         p.replica = PairCatalog::start(
             {p.pair, catalog, p.committer, p.keys, *pairing, clock, logger, c.etcd_timeout});
     }
+    std::shared_ptr<web::PeerForwarder> forwarder;
+    if (p.pair && c.forward) {
+        // validate() made sure of TLS with client certificates: the peers know each other by it.
+        p.members = std::make_shared<PairMembers>(p.pair->coordinator(), p.pair->prefix(),
+                                                  c.ha_name, c.etcd_timeout, logger);
+        SIGNET_TRY(p.members->publish(hc.advertise_url, p.tls->fingerprint()));
+        // The identity outlives the server, and with it every forwarded request.
+        const TlsIdentity* identity = p.tls.get();
+        forwarder = std::make_shared<web::PeerForwarder>(web::ForwarderOptions{
+            [identity](ssl_ctx_st* ctx) { return identity->use_as_client(ctx); },
+            std::chrono::milliseconds(10'000), 16, logger, metrics});
+    }
 
     std::optional<Bytes> setup_hash;
     p.report.setup_token =
@@ -335,7 +349,7 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
 
     p.service = std::make_shared<SigningService>(
         ServiceDeps{catalog, p.keys, p.committer, nonces, watermarks, reader, clock, logger,
-                    metrics, p.pair, p.replica},
+                    metrics, p.pair, p.replica, p.members},
         ServiceOptions{c.batch_max, std::chrono::seconds(60), setup_hash, c.setup_token_path()});
 
     if (p.replica) {
@@ -345,7 +359,7 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     }
 
     auto router = std::make_shared<web::Router>();
-    web::add_api_routes(*router, p.service, metrics, {c.batch_max});
+    web::add_api_routes(*router, p.service, metrics, {c.batch_max, forwarder});
     web::ServerOptions so;
     so.address = c.listen_address;
     so.port = c.port;
@@ -395,6 +409,7 @@ void Appliance::stop() {
     p.service.reset();
     // After the server: no request is in flight. Resigning lets the peer take over at once, and
     // the burnt rest of each block reaches the audit log through the committer still running.
+    if (p.members) p.members->stop();
     if (p.replica) p.replica->stop();  // before the pair: its watches use the coordinator
     if (p.pair) p.pair->stop();
     if (p.committer) p.committer->stop();

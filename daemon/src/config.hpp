@@ -63,6 +63,10 @@ struct Config {
     std::chrono::milliseconds etcd_timeout{1000};
     std::string advertise_url;  // how clients and the peer reach this appliance; default: listen
     std::filesystem::path so_pin_file;  // security officer PIN, read only by the pairing ceremony
+    // Signing requests this appliance cannot serve go to the peer over mutual TLS (the standby's
+    // to the active; in dual-active, a key only the peer holds). false: refused with 503 naming
+    // the appliance that can serve them.
+    bool forward = true;
 
     [[nodiscard]] std::filesystem::path database_path() const { return data_dir / "signet.db"; }
     [[nodiscard]] std::filesystem::path tls_dir() const { return data_dir / "tls"; }

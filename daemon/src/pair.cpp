@@ -292,6 +292,8 @@ Result<void> Pair::may_sign() const {
                             (st.reason.empty() ? "" : ": " + st.reason) + ")");
 }
 
+ha::RoleStatus Pair::role_status() const { return impl_->role->status(); }
+
 web::HaStatus Pair::status(bool members) const {
     const ha::RoleStatus st = impl_->role->status();
     web::HaStatus h;

@@ -46,6 +46,8 @@ public:
     // ok while this appliance may sign; otherwise HaErrc::not_active naming the active and its
     // URL, or HaErrc::fenced saying why.
     [[nodiscard]] Result<void> may_sign() const;
+    // The role machine's view now (no etcd call).
+    [[nodiscard]] ha::RoleStatus role_status() const;
     // Role, leader, lease and allocation counters; with `members`, also asks every etcd member
     // (bounded by the etcd timeout).
     [[nodiscard]] web::HaStatus status(bool members) const;

@@ -11,6 +11,7 @@
 #include "signet/core/json.hpp"
 #include "signet/pkcs11/digest.hpp"
 #include "signet/pkcs11/error.hpp"
+#include "signet/web/forwarder.hpp"
 
 namespace signet::daemon {
 
@@ -180,6 +181,7 @@ void SigningService::count_hsm_error(const Error& e) {
 }
 
 Result<Caller> SigningService::authenticate(const web::Credentials& cred) {
+    if (cred.forwarded_caller) return authenticate_forwarded(cred);
     std::optional<ClientRecord> client;
     std::string why;
     if (cred.token) {
@@ -210,30 +212,50 @@ Result<Caller> SigningService::authenticate(const web::Credentials& cred) {
         why = "client " + client->id + " is revoked";
         client.reset();
     }
-    if (!client) {
-        denials_.with({"unauthenticated"}).inc();
-        // Every authentication failure reaches the audit log. The first from an address in a
-        // minute is durable before the response; the rest are counted and written with the
-        // minute's tally, so a flood of bad tokens cannot force an fsync per request.
-        const std::string ip = cred.remote.substr(0, cred.remote.rfind(':'));
-        const std::string actor = "anonymous@" + ip;
-        bool first = false;
-        {
-            const std::lock_guard lock(tally_mu_);
-            first = auth_failures_seen_.size() < kMaxAuthFailureSources &&
-                    auth_failures_seen_.insert({ip, minute_now()}).second;
-        }
-        if (!first) {
-            tally_event(actor, "auth.failure", "", why);
-            return denied(Errc::unauthenticated, why);
-        }
-        auto audited = audit_now({actor, "auth.failure", "", "denied",
-                                  "{\"reason\":" + json_quote(why) +
-                                      ",\"request_id\":" + json_quote(cred.request_id) + "}"});
-        if (!audited) return audited.error().within("audit authentication failure");
+    if (!client) return authentication_failed(cred, why);
+    return Caller{client->id, client->name, client->role, cred.remote, cred.request_id, {}};
+}
+
+Result<Caller> SigningService::authenticate_forwarded(const web::Credentials& cred) {
+    std::optional<PairMember> peer;
+    if (d_.members && cred.cert_sha256) peer = d_.members->by_certificate(*cred.cert_sha256);
+    if (!peer) {
+        return authentication_failed(cred, std::string(web::kForwardedCallerHeader) +
+                                               " is accepted only from the paired appliance's "
+                                               "TLS certificate");
+    }
+    const auto client = d_.catalog->client(*cred.forwarded_caller);
+    if (!client || !client->active) {
+        return authentication_failed(cred, "client " + *cred.forwarded_caller +
+                                               ", forwarded by appliance " + peer->name + ", is " +
+                                               (client ? "revoked" : "unknown") + " here");
+    }
+    return Caller{client->id,      client->name, client->role, cred.forwarded_remote,
+                  cred.request_id, peer->name};
+}
+
+Error SigningService::authentication_failed(const web::Credentials& cred, const std::string& why) {
+    denials_.with({"unauthenticated"}).inc();
+    // Every authentication failure reaches the audit log. The first from an address in a
+    // minute is durable before the response; the rest are counted and written with the
+    // minute's tally, so a flood of bad tokens cannot force an fsync per request.
+    const std::string ip = cred.remote.substr(0, cred.remote.rfind(':'));
+    const std::string actor = "anonymous@" + ip;
+    bool first = false;
+    {
+        const std::lock_guard lock(tally_mu_);
+        first = auth_failures_seen_.size() < kMaxAuthFailureSources &&
+                auth_failures_seen_.insert({ip, minute_now()}).second;
+    }
+    if (!first) {
+        tally_event(actor, "auth.failure", "", why);
         return denied(Errc::unauthenticated, why);
     }
-    return Caller{client->id, client->name, client->role, cred.remote, cred.request_id};
+    auto audited = audit_now({actor, "auth.failure", "", "denied",
+                              "{\"reason\":" + json_quote(why) +
+                                  ",\"request_id\":" + json_quote(cred.request_id) + "}"});
+    if (!audited) return audited.error().within("audit authentication failure");
+    return denied(Errc::unauthenticated, why);
 }
 
 Result<std::shared_ptr<const KeyRecord>> SigningService::usable_key(const Caller& c,
@@ -369,6 +391,7 @@ Result<web::SignResult> SigningService::sign(const Caller& c, const std::string&
     if (out.nonce) details += ",\"nonce\":" + std::to_string(*out.nonce);
     if (claim) details += ",\"reserved\":true";
     if (lease) details += ",\"watermark\":" + to_string(lease->watermark());
+    if (!c.via.empty()) details += ",\"via\":" + json_quote(c.via);
     details += ",\"request_id\":" + json_quote(c.request_id) + "}";
     const std::string action = lease ? "sign.watermark" : "sign.nonce";
     auto committed = commit_with_audit(
@@ -529,6 +552,34 @@ void SigningService::tally_loop() {
         flush_tally();
         lock.lock();
     }
+}
+
+std::optional<web::PeerRoute> SigningService::route_signing(const std::string& key_id) {
+    if (!d_.members) return std::nullopt;
+    const ha::RoleStatus st = d_.pair->role_status();
+    std::string target;
+    if (st.mode == ha::PairMode::hot_standby) {
+        // Only the active signs: the standby (or an appliance between roles) sends the request to
+        // the active it knows. An active that lost its lease knows no other: it refuses.
+        if (st.role != ha::Role::active) target = st.leader_name;
+    } else {
+        const auto key = d_.catalog->key(key_id);
+        if (!key) return std::nullopt;  // 404 here
+        const bool here =
+            (!d_.replica || d_.replica->holds(*key)) && d_.pair->may_sign().has_value();
+        if (here) return std::nullopt;
+        const auto holders = d_.replica ? d_.replica->holders(*key) : std::vector<std::string>{};
+        for (const auto& h : holders) {
+            if (h != st.name) {
+                target = h;
+                break;
+            }
+        }
+    }
+    if (target.empty() || target == st.name) return std::nullopt;
+    const auto m = d_.members->find(target);
+    if (!m) return std::nullopt;  // its address is not known yet: refused here, saying why
+    return web::PeerRoute{m->name, m->url, m->tls_sha256};
 }
 
 }  // namespace signet::daemon

@@ -23,6 +23,7 @@
 #include "nonce_authority.hpp"
 #include "pair.hpp"
 #include "pair_catalog.hpp"
+#include "pair_members.hpp"
 #include "rate_limiter.hpp"
 #include "signet/core/clock.hpp"
 #include "signet/core/logger.hpp"
@@ -55,6 +56,9 @@ struct ServiceDeps {
     // In a pair: keys and clients replicated through etcd, the transport key and KEKs. Null when
     // standalone.
     std::shared_ptr<PairCatalog> replica;
+    // In a pair with [ha] forward: the peers' addresses and certificates, for route_signing() and
+    // for believing a request the peer forwarded. Null: nothing is forwarded or believed.
+    std::shared_ptr<PairMembers> members;
 };
 
 class SigningService final : public web::Service {
@@ -107,12 +111,19 @@ public:
     Result<web::HaStatus> ha_status(const web::Caller& c) override;
     Result<web::PairResult> pair(const web::Caller& c, const std::string& peer,
                                  const std::string& transport_sha256) override;
+    std::optional<web::PeerRoute> route_signing(const std::string& key_id) override;
 
     // First-run setup was completed on the peer (an active admin arrived through the pair's
     // catalog): the setup token stops working and its file is removed.
     void setup_completed_elsewhere();
 
 private:
+    // A request the paired appliance forwarded: believed only on a connection presenting the
+    // peer's TLS certificate, and only for a client that is active here.
+    Result<web::Caller> authenticate_forwarded(const web::Credentials& c);
+    // Audits a failed authentication (durably for the first from an address in a minute) and
+    // returns unauthenticated with `why`.
+    Error authentication_failed(const web::Credentials& c, const std::string& why);
     // A key the caller may use for `operation` ("sign", "verify", "reserve", "read").
     Result<std::shared_ptr<const KeyRecord>> usable_key(const web::Caller& c, const std::string& id,
                                                         std::string_view operation);

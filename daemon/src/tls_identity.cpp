@@ -285,4 +285,12 @@ Result<SSL_CTX*> TlsIdentity::make_server_context() const {
     return ctx;
 }
 
+Result<void> TlsIdentity::use_as_client(SSL_CTX* ctx) const {
+    if (SSL_CTX_use_certificate(ctx, cert_) != 1) return tls_error("SSL_CTX_use_certificate");
+    if (SSL_CTX_use_PrivateKey(ctx, key_) != 1) {
+        return tls_error("SSL_CTX_use_PrivateKey (HSM key)");
+    }
+    return ok();
+}
+
 }  // namespace signet::daemon

@@ -42,6 +42,9 @@ public:
     // With request_client_certs, clients may present any certificate (it is pinned by fingerprint
     // against registered clients, never trusted by issuer).
     [[nodiscard]] Result<SSL_CTX*> make_server_context() const;
+    // Presents this identity (certificate and HSM key) as the client certificate of `ctx`: how the
+    // appliance proves itself to its peer when it forwards a request.
+    [[nodiscard]] Result<void> use_as_client(SSL_CTX* ctx) const;
 
     // SHA-256 of the certificate (DER), lower-case hex with ':' separators.
     [[nodiscard]] const std::string& fingerprint() const noexcept { return fingerprint_; }

@@ -66,9 +66,11 @@ bool signs_until_refused(Sign&& sign_once, std::uint64_t& last) {
 
 }  // namespace
 
-TEST_CASE("a hot standby refuses to sign, names the active, and is not ready",
+TEST_CASE("a hot standby without forwarding refuses to sign, names the active, and is not ready",
           "[ha][integration]") {
-    TestPair pair;
+    PairOptions no_forward;
+    no_forward.forward = false;
+    TestPair pair(no_forward);
     ApiClient a = pair.api(0);
     const auto key = signet::test::create_key(a, "ecdsa-p256", "on-a");
     const std::string id = signet::test::str(key, "id");
@@ -106,6 +108,77 @@ TEST_CASE("a hot standby refuses to sign, names the active, and is not ready",
     CHECK(metrics_show(1, "signet_ha_role{role=\"standby\"} 1"));
     CHECK(metrics_show(1, "signet_etcd_member_up{member=\"m2\"} 1"));
     CHECK(metrics_show(0, "signet_ha_allocation_total{kind=\"issued\"}"));
+}
+
+TEST_CASE("a hot standby forwards signing requests to the active, which audits them as forwarded",
+          "[ha][integration]") {
+    TestPair pair;
+    ApiClient admin_a = pair.api(0);
+    const auto key = signet::test::create_key(admin_a, "ecdsa-p256", "fwd", envelope_policy());
+    const std::string id = signet::test::str(key, "id");
+    const auto signer = pair.create_signer();
+    ApiClient sa = pair.api(0, signer.token);
+    ApiClient sb = pair.api(1, signer.token);
+    const signet::test::json::object nonce_body{{"digest", digest("x")}, {"nonce", true}};
+
+    // Signed on the standby, served by the active: one counter, in order, whichever one is asked.
+    std::uint64_t last = 0;
+    for (int i = 0; i < 3; ++i) {
+        const ApiReply r = sb.post("/v1/keys/" + id + "/sign", nonce_body);
+        INFO(r.describe());
+        REQUIRE(r.status == 200);
+        CHECK(r.headers.at("X-Signet-Served-By") == "a");
+        const auto n = signet::test::u64(r.object(), "nonce");
+        CHECK(n > last);
+        last = n;
+        const auto direct = signet::test::u64(signet::test::sign(sa, id, nonce_body), "nonce");
+        CHECK(direct > last);
+        last = direct;
+    }
+    // The active's audit names the client, and the standby as the appliance that forwarded it.
+    const auto records = signet::test::audit_with_action(admin_a, "sign.nonce");
+    const auto via_b = std::count_if(records.begin(), records.end(), [&](const auto& rec) {
+        return signet::test::json::serialize(rec).find(R"("via":"b")") != std::string::npos &&
+               signet::test::str(rec, "actor") == signer.id;
+    });
+    CHECK(via_b == 3);
+
+    // Reservations too: reserved through b, consumed through b, and refused a second time.
+    const auto rkey =
+        signet::test::create_key(admin_a, "ecdsa-p256", "fwd-reserved", {{"nonces", "reserved"}});
+    const std::string rid = signet::test::str(rkey, "id");
+    const ApiReply reserved = sb.post("/v1/keys/" + rid + "/nonces", signet::test::json::object{});
+    INFO(reserved.describe());
+    REQUIRE(reserved.status == 201);
+    CHECK(reserved.headers.at("X-Signet-Served-By") == "a");
+    const auto value = signet::test::u64(reserved.object(), "nonce");
+    const signet::test::json::object use{{"digest", digest("r")}, {"reserved_nonce", value}};
+    const ApiReply used = sb.post("/v1/keys/" + rid + "/sign", use);
+    INFO(used.describe());
+    CHECK(used.status == 200);
+    CHECK(signet::test::u64(used.object(), "nonce") == value);
+    signet::test::check_api_error(sb.post("/v1/keys/" + rid + "/sign", use), 409,
+                                  "reservation_invalid");
+
+    // A bad token stops at the standby; nothing reaches the active.
+    ApiClient intruder = pair.api(1, "sgt_not-a-token");
+    const ApiReply bad = intruder.post("/v1/keys/" + id + "/sign", nonce_body);
+    signet::test::check_api_error(bad, 401, "unauthenticated");
+    CHECK(bad.headers.count("X-Signet-Served-By") == 0);
+
+    // Claiming to be the peer takes the peer's TLS certificate: a client's token, or none, with
+    // the forwarding header is refused and signs nothing.
+    const auto counter_before = admin_a.get("/v1/keys/" + id + "/counter").body;
+    for (const std::string& token : {signer.token, std::string()}) {
+        ApiClient forger(pair.appliance(0).client_options(5s), token);
+        const ApiReply r = forger.request(
+            "POST", "/v1/keys/" + id + "/sign", signet::test::json::serialize(nonce_body),
+            {{"Content-Type", "application/json"}, {"X-Signet-Forwarded-Caller", signer.id}});
+        INFO(r.describe());
+        signet::test::check_api_error(r, 401, "unauthenticated");
+        CHECK_THAT(r.error_message(), Catch::Contains("only from the paired appliance"));
+    }
+    CHECK(admin_a.get("/v1/keys/" + id + "/counter").body == counter_before);
 }
 
 TEST_CASE("kill -9 of the active under nonce load: the standby takes over and no nonce repeats",
@@ -183,17 +256,30 @@ TEST_CASE("a SIGSTOPped active that wakes after losing its lease never signs as 
     REQUIRE(took_over);
     CHECK(b_nonce > signet::test::u64(first, "nonce"));
 
-    // Right after waking, and for a while after, a refuses: its lease is provably gone.
+    // Right after waking, and for a while after, a never signs itself: its lease is provably
+    // gone. It refuses, or (once it knows b is the active) forwards to b, whose nonces go on
+    // above b's.
+    std::uint64_t last = b_nonce;
+    int forwarded = 0;
     for (int i = 0; i < 20; ++i) {
         const ApiReply r = sa.post("/v1/keys/" + id + "/sign",
                                    {{"digest", digest("w" + std::to_string(i))}, {"nonce", true}});
         INFO("attempt " << i << ": " << r.describe());
-        CHECK(r.status == 503);
+        if (r.status == 200) {
+            CHECK(r.headers.at("X-Signet-Served-By") == "b");
+            const auto n = signet::test::u64(r.object(), "nonce");
+            CHECK(n > last);
+            last = n;
+            ++forwarded;
+        } else {
+            CHECK(r.status == 503);
+        }
         std::this_thread::sleep_for(50ms);
     }
+    INFO(forwarded << " of 20 attempts on a were forwarded to b");
     CHECK(pair.wait_role(0, "standby", 10s));
     const auto later = signet::test::sign(sb, id, {{"digest", digest("3")}, {"nonce", true}});
-    CHECK(signet::test::u64(later, "nonce") > b_nonce);
+    CHECK(signet::test::u64(later, "nonce") > last);
 }
 
 TEST_CASE("dual-active appliances signing one key at once never share a nonce",

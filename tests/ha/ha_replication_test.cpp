@@ -239,9 +239,13 @@ TEST_CASE("the pairing ceremony refuses a transport key fingerprint the operator
     }));
 }
 
-TEST_CASE("an ed25519 key stays with the appliance that made it, and the peer says so",
-          "[ha][integration]") {
-    TestPair pair(dual_active());
+TEST_CASE(
+    "an ed25519 key stays with the appliance that made it, and a peer that does not forward "
+    "says so",
+    "[ha][integration]") {
+    PairOptions o = dual_active();
+    o.forward = false;
+    TestPair pair(o);
     pair.pair_hsms();
     const auto signer = pair.create_signer();
     REQUIRE(pair.wait_signing(1, 30s));  // b's HSM self-test runs in the background
@@ -270,6 +274,48 @@ TEST_CASE("an ed25519 key stays with the appliance that made it, and the peer sa
     const ApiReply rep =
         admin_a.post("/v1/keys", {{"algorithm", "ed25519"}, {"label", "x"}, {"replicable", true}});
     test::check_api_error(rep, 422, "not_replicable");
+}
+
+TEST_CASE(
+    "in dual-active, a request for a key only the peer holds is signed there, and is "
+    "refused with nothing signed once the peer is gone",
+    "[ha][integration]") {
+    TestPair pair(dual_active());
+    const auto signer = pair.create_signer();
+    REQUIRE(pair.wait_signing(1, 30s));
+    ApiClient admin_a = pair.api(0);
+    const auto key = test::create_key(admin_a, "ed25519", "held-by-a");
+    const std::string id = test::str(key, "id");
+    ApiClient admin_b = pair.api(1);
+    REQUIRE(eventually([&] { return admin_b.get("/v1/keys/" + id).status == 200; }));
+
+    // b forwards to a, whose HSM signs; b verifies the signature with the replicated public key.
+    ApiClient sb = pair.api(1, signer.token);
+    const std::string message = signet::hex_encode(signet::as_bytes("forwarded"));
+    const ApiReply r = sb.post("/v1/keys/" + id + "/sign", {{"message", message}});
+    INFO(r.describe());
+    REQUIRE(r.status == 200);
+    CHECK(r.headers.at("X-Signet-Served-By") == "a");
+    const ApiReply v =
+        sb.post("/v1/keys/" + id + "/verify",
+                {{"message", message}, {"signature", test::str(r.object(), "signature")}});
+    INFO(v.describe());
+    CHECK(v.status == 200);
+    CHECK(v.body.find("\"valid\":true") != std::string::npos);
+    const ApiReply batch = sb.post("/v1/keys/" + id + "/sign-batch",
+                                   {{"digests", json::array{test::sha256_hex("d")}}});
+    INFO(batch.describe());
+    CHECK(batch.headers.count("X-Signet-Served-By") == 1);  // a's answer (ed25519 takes no digests)
+
+    // a is gone: b cannot reach it, says so, and signed nothing.
+    pair.appliance(0).kill9();
+    const ApiReply down = sb.post("/v1/keys/" + id + "/sign", {{"message", message}});
+    INFO(down.describe());
+    test::check_api_error(down, 503, "peer_unreachable");
+    CHECK_THAT(down.error_message(), Catch::Contains("nothing was signed"));
+    CHECK_THAT(down.error_message(), Catch::Contains("appliance a at https://127.0.0.1:"));
+    CHECK(down.headers.count("Retry-After") == 1);
+    CHECK(test::metric_sum(admin_b.get("/metrics").body, "signet_signatures_total") == 0);
 }
 
 TEST_CASE("a KEK addressed to an appliance that it cannot import is audited as a failed import",

@@ -26,6 +26,7 @@ void TestPair::configure(SignetDaemon& d, std::size_t i) const {
     d.set_option("ha", "nonce_block", std::to_string(options_.nonce_block));
     d.set_option("ha", "so_pin_file", "\"" + (d.var_dir() / "so-pin").string() + "\"");
     d.set_option("ha", "advertise_url", "\"https://127.0.0.1:" + std::to_string(port) + "\"");
+    d.set_option("ha", "forward", options_.forward ? "true" : "false");
 }
 
 TestPair::TestPair(PairOptions options) : options_(std::move(options)) {

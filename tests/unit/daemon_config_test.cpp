@@ -120,6 +120,19 @@ TEST_CASE("validation refuses unsafe or impossible combinations", "[daemon][unit
         REQUIRE_FALSE(r.has_value());
         CHECK(r.error().message().find("loopback") != std::string::npos);
     }
+    SECTION("forwarding in a pair needs TLS with client certificates") {
+        c.ha_mode = signet::ha::PairMode::hot_standby;
+        c.ha_name = "a";
+        c.etcd_endpoints = "a=http://127.0.0.1:2379";
+        CHECK_OK(sd::validate(c));
+        c.request_client_certs = false;
+        const auto r = sd::validate(c);
+        REQUIRE_FALSE(r.has_value());
+        CHECK(r.error().message().find("[ha] forward needs TLS with client certificates") !=
+              std::string::npos);
+        c.forward = false;
+        CHECK_OK(sd::validate(c));
+    }
     SECTION("zero workers") {
         c.worker_threads = 0;
         CHECK_FALSE(sd::validate(c).has_value());

@@ -39,6 +39,10 @@ Credentials credentials_of(const Request& r) {
     c.cert_sha256 = r.client_cert_sha256;
     c.remote = r.remote;
     c.request_id = r.request_id;
+    if (auto fwd = r.header(kForwardedCallerHeader)) {
+        c.forwarded_caller = std::string(*fwd);
+        c.forwarded_remote = std::string(r.header(kForwardedForHeader).value_or(""));
+    }
     return c;
 }
 
@@ -48,6 +52,24 @@ Handler authed(std::shared_ptr<Service> svc, F f) {
     return [svc, f](Request& req) -> Response {
         auto caller = svc->authenticate(credentials_of(req));
         if (!caller) return error_response(caller.error(), req.request_id);
+        Result<Response> r = f(req, *svc, *caller);
+        if (!r) return error_response(r.error(), req.request_id);
+        return std::move(r).value();
+    };
+}
+
+// Like authed(), for a signing route on key {id}: a request this appliance cannot serve goes to
+// the peer that can (Service::route_signing), when a forwarder is configured.
+template <class F>
+Handler routed(std::shared_ptr<Service> svc, std::shared_ptr<PeerForwarder> fwd, F f) {
+    return [svc, fwd, f](Request& req) -> Response {
+        auto caller = svc->authenticate(credentials_of(req));
+        if (!caller) return error_response(caller.error(), req.request_id);
+        if (fwd && caller->via.empty()) {
+            if (auto to = svc->route_signing(req.params.at("id"))) {
+                return fwd->forward(*to, req, *caller);
+            }
+        }
         Result<Response> r = f(req, *svc, *caller);
         if (!r) return error_response(r.error(), req.request_id);
         return std::move(r).value();
@@ -231,9 +253,10 @@ bool plain_signature(const Request& req) {
            b.find("\\u") == std::string_view::npos;
 }
 
-void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::size_t batch_max) {
+void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::size_t batch_max,
+                        const std::shared_ptr<PeerForwarder>& fwd) {
     r.add({"POST", "/v1/keys/{id}/sign", "keys.sign", Execution::worker,
-           authed(svc,
+           routed(svc, fwd,
                   [](Request& req, Service& s, const Caller& c) -> Result<Response> {
                       auto body = SIGNET_TRY(detail::parse_object(req));
                       Fields f(body);
@@ -244,38 +267,42 @@ void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::siz
                       out["key_id"] = id;
                       return json_response(200, out);
                   }),
-           plain_signature});
+           [svc, fwd](const Request& req) {
+        // A request for the peer waits on the network: never on the I/O thread.
+        return plain_signature(req) && !(fwd && svc->route_signing(req.params.at("id")));
+           }});
     r.add({"POST", "/v1/keys/{id}/sign-batch", "keys.sign_batch", Execution::worker,
-           authed(svc, [batch_max](Request& req, Service& s, const Caller& c) -> Result<Response> {
-               auto body = SIGNET_TRY(detail::parse_object(req));
-               Fields f(body);
-               const std::string fmt = SIGNET_TRY(input_format(f));
-               const auto list = SIGNET_TRY(f.string_array("digests"));
-               if (!list) return bad("'digests' is required");
-               if (list->size() > batch_max) {
-                   return make_error(Errc::payload_too_large,
-                                     std::to_string(list->size()) + " digests; at most " +
-                                         std::to_string(batch_max) + " per batch");
-               }
-               SignParams opts;
-               opts.hash = SIGNET_TRY(f.string("hash")).value_or("sha256");
-               opts.encoding = SIGNET_TRY(f.string("encoding")).value_or("der");
-               opts.rsa_padding = SIGNET_TRY(f.string("rsa_padding")).value_or("pkcs1v15");
-               SIGNET_TRY(f.done());
-               std::vector<Bytes> digests;
-               digests.reserve(list->size());
-               for (std::size_t i = 0; i < list->size(); ++i) {
-                   digests.push_back(SIGNET_TRY(
-                       decode_input((*list)[i], fmt, "digests[" + std::to_string(i) + "]")));
-               }
-               json::array sigs;
-               for (const auto& sr :
-                    SIGNET_TRY(s.sign_batch(c, req.params.at("id"), digests, opts))) {
-                   sigs.push_back(signature_json(sr, opts.encoding));
-               }
-               return json_response(200, json::object{{"key_id", req.params.at("id")},
-                                                      {"signatures", std::move(sigs)}});
-           })});
+           routed(svc, fwd,
+                  [batch_max](Request& req, Service& s, const Caller& c) -> Result<Response> {
+                      auto body = SIGNET_TRY(detail::parse_object(req));
+                      Fields f(body);
+                      const std::string fmt = SIGNET_TRY(input_format(f));
+                      const auto list = SIGNET_TRY(f.string_array("digests"));
+                      if (!list) return bad("'digests' is required");
+                      if (list->size() > batch_max) {
+                          return make_error(Errc::payload_too_large,
+                                            std::to_string(list->size()) + " digests; at most " +
+                                                std::to_string(batch_max) + " per batch");
+                      }
+                      SignParams opts;
+                      opts.hash = SIGNET_TRY(f.string("hash")).value_or("sha256");
+                      opts.encoding = SIGNET_TRY(f.string("encoding")).value_or("der");
+                      opts.rsa_padding = SIGNET_TRY(f.string("rsa_padding")).value_or("pkcs1v15");
+                      SIGNET_TRY(f.done());
+                      std::vector<Bytes> digests;
+                      digests.reserve(list->size());
+                      for (std::size_t i = 0; i < list->size(); ++i) {
+                          digests.push_back(SIGNET_TRY(
+                              decode_input((*list)[i], fmt, "digests[" + std::to_string(i) + "]")));
+                      }
+                      json::array sigs;
+                      for (const auto& sr :
+                           SIGNET_TRY(s.sign_batch(c, req.params.at("id"), digests, opts))) {
+                          sigs.push_back(signature_json(sr, opts.encoding));
+                      }
+                      return json_response(200, json::object{{"key_id", req.params.at("id")},
+                                                             {"signatures", std::move(sigs)}});
+                  })});
     r.add({"POST", "/v1/keys/{id}/verify", "keys.verify", Execution::worker,
            authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
                auto body = SIGNET_TRY(detail::parse_object(req));
@@ -290,7 +317,7 @@ void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::siz
                return json_response(200, json::object{{"valid", valid}});
            })});
     r.add({"POST", "/v1/keys/{id}/nonces", "keys.reserve_nonce", Execution::worker,
-           authed(svc, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
+           routed(svc, fwd, [](Request& req, Service& s, const Caller& c) -> Result<Response> {
                SIGNET_TRY(no_fields(req));
                const auto& id = req.params.at("id");
                const auto n = SIGNET_TRY(s.reserve_nonce(c, id));
@@ -478,7 +505,7 @@ void add_api_routes(Router& router, std::shared_ptr<Service> service,
                     std::shared_ptr<Registry> metrics, ApiOptions options) {
     add_system_routes(router, service, metrics);
     add_key_routes(router, service);
-    add_signing_routes(router, service, options.batch_max);
+    add_signing_routes(router, service, options.batch_max, options.forwarder);
     add_admin_routes(router, service);
 }
 

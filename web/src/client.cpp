@@ -92,6 +92,11 @@ struct HttpClient::Impl {
             (tls_ctx->use_private_key_file(opts.client_key_file, net::ssl::context::pem, ec), ec)) {
             setup_error = Error{ec, "load client key " + opts.client_key_file};
         }
+        if (opts.tls_identity && !setup_error) {
+            if (auto r = opts.tls_identity(tls_ctx->native_handle()); !r) {
+                setup_error = r.error().within("install the TLS client identity");
+            }
+        }
     }
 
     beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
@@ -228,6 +233,7 @@ struct HttpClient::Impl {
 
     Result<Response> exchange(wire::BeastRequest& req,
                               std::chrono::steady_clock::time_point deadline) {
+        sent = true;
         const auto write_ec = with_stream(
             [&](auto& s, auto h) { http::async_write(s, req, std::move(h)); }, deadline);
         // A server may answer early (413 for an oversize body) and close before the body is sent:
@@ -250,6 +256,7 @@ struct HttpClient::Impl {
 
     Result<Response> request(const std::string& method, const std::string& target,
                              const std::string& body, const Headers& headers) {
+        sent = false;
         if (setup_error) return *setup_error;
         const auto deadline = std::chrono::steady_clock::now() + opts.timeout;
         auto req = wire::make_request(method, target, body, headers, host_header);
@@ -280,6 +287,7 @@ struct HttpClient::Impl {
     beast::flat_buffer buffer;
     std::string seen_fingerprint;  // the server leaf's digest seen in the last handshake
     bool connected = false;
+    bool sent = false;  // the current request reached exchange(): some of it may be on the wire
 };
 
 HttpClient::HttpClient(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -290,5 +298,7 @@ Result<Response> HttpClient::request(const std::string& method, const std::strin
                                      const std::string& body, const Headers& headers) {
     return impl_->request(method, target, body, headers);
 }
+
+bool HttpClient::request_sent() const noexcept { return impl_->sent; }
 
 }  // namespace signet::web

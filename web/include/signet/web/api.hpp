@@ -5,6 +5,7 @@
 
 #include <memory>
 
+#include "signet/web/forwarder.hpp"
 #include "signet/web/metrics.hpp"
 #include "signet/web/router.hpp"
 #include "signet/web/service.hpp"
@@ -13,6 +14,9 @@ namespace signet::web {
 
 struct ApiOptions {
     std::size_t batch_max = 256;  // digests per sign-batch request
+    // In a pair: sends signing requests this appliance cannot serve to the peer (route_signing).
+    // Null: they are refused here with the reason (e.g. 503 not_active naming the active).
+    std::shared_ptr<PeerForwarder> forwarder;
 };
 
 void add_api_routes(Router& router, std::shared_ptr<Service> service,

@@ -5,12 +5,15 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "signet/core/result.hpp"
 #include "signet/web/http.hpp"
+
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX
 
 namespace signet::web {
 
@@ -24,6 +27,9 @@ struct ClientOptions {
     // Client certificate and key (PEM files) for mutual TLS; empty: none.
     std::string client_cert_file;
     std::string client_key_file;
+    // Installs a client identity whose key is not a file (the appliance's HSM-backed key) into
+    // the client's TLS context; runs once, at construction. Its error is every request's error.
+    std::function<Result<void>(ssl_ctx_st*)> tls_identity;
     std::chrono::milliseconds timeout{30'000};
 };
 
@@ -44,6 +50,10 @@ public:
     [[nodiscard]] Result<Response> request(const std::string& method, const std::string& target,
                                            const std::string& body = {},
                                            const Headers& headers = {});
+
+    // After a failed request(): whether any byte of it was written, so that the server may have
+    // acted on it. False means it certainly never arrived (resolve, connect or handshake failed).
+    [[nodiscard]] bool request_sent() const noexcept;
 
 private:
     struct Impl;

@@ -24,6 +24,11 @@ struct Credentials {
     std::optional<std::string> cert_sha256;  // mTLS client certificate fingerprint
     std::string remote;
     std::string request_id;
+    // A request the paired appliance forwarded (X-Signet-Forwarded-Caller): the client it
+    // authenticated, and that client's address (X-Signet-Forwarded-For). Believed only when
+    // cert_sha256 is the peer appliance's own TLS certificate.
+    std::optional<std::string> forwarded_caller;
+    std::string forwarded_remote;
 };
 
 // An authenticated API client.
@@ -33,6 +38,15 @@ struct Caller {
     Role role = Role::signer;
     std::string remote;
     std::string request_id;
+    std::string via;  // the paired appliance that forwarded this request; empty: it came directly
+};
+
+// Where a signing request must run when this appliance cannot serve it: the paired appliance's
+// member name, API URL and TLS certificate fingerprint (pinned by the forwarder).
+struct PeerRoute {
+    std::string appliance;
+    std::string url;
+    std::string tls_sha256;
 };
 
 struct RateLimit {
@@ -241,6 +255,16 @@ public:
     // transport key has SHA-256 `transport_sha256`.
     [[nodiscard]] virtual Result<PairResult> pair(const Caller& c, const std::string& peer,
                                                   const std::string& transport_sha256) = 0;
+
+    // In a pair: the peer that must serve a signing request (sign, sign-batch, nonce reservation)
+    // for `key_id` that this appliance cannot, i.e. the active when this one is the hot standby,
+    // or in dual-active the appliance whose HSM alone holds the key. nullopt: serve (or refuse)
+    // here. Cheap and non-blocking (the I/O thread asks it); the API never forwards a request that
+    // was itself forwarded.
+    [[nodiscard]] virtual std::optional<PeerRoute> route_signing(const std::string& key_id) {
+        (void)key_id;
+        return std::nullopt;
+    }
 };
 
 }  // namespace signet::web
