@@ -18,6 +18,7 @@
 #include "pair_members.hpp"
 #include "pair_nonces.hpp"
 #include "pair_watermarks.hpp"
+#include "rejoin.hpp"
 #include "signet/pkcs11/digest.hpp"
 #include "signet/pkcs11/public_key.hpp"
 #include "signet/pkcs11/self_test.hpp"
@@ -116,30 +117,32 @@ Result<std::optional<std::string>> ensure_setup_token(const Config& c, Catalog& 
 // A store that has been in a pair holds only the values this appliance released itself: the
 // peer's are missing, so running it standalone would issue them again. It remembers the pair
 // (meta 'ha.cluster') and refuses to start without it; joining records it.
-Result<void> check_pair_membership(const Config& c, Db& reader, Committer& committer) {
+// Returns whether the store was in the pair before this start.
+Result<bool> check_pair_membership(const Config& c, Db& reader, Committer& committer) {
     auto st = SIGNET_TRY(reader.prepare("SELECT value FROM meta WHERE name = 'ha.cluster'"));
     const std::optional<std::string> joined =
         SIGNET_TRY(st.step()) ? std::optional<std::string>(st.text(0)) : std::nullopt;
     if (!c.ha_mode) {
-        if (!joined) return ok();
+        if (!joined) return false;
         return make_error(Errc::conflict,
                           "the store " + c.database_path().string() + " belongs to pair '" +
                               *joined +
                               "': its counters lag the pair's, so it must not sign standalone; "
                               "start it with its [ha] section");
     }
-    if (joined && *joined == c.ha_cluster) return ok();
+    if (joined && *joined == c.ha_cluster) return true;
     if (joined) {
         return make_error(Errc::conflict, "the store " + c.database_path().string() +
                                               " belongs to pair '" + *joined + "', not '" +
                                               c.ha_cluster + "'");
     }
-    return committer.submit([&](Db& txn) -> Result<void> {
+    SIGNET_TRY(committer.submit([&](Db& txn) -> Result<void> {
         auto ins =
             SIGNET_TRY(txn.cached("INSERT INTO meta (name, value) VALUES ('ha.cluster', ?)"));
         ins->bind(1, c.ha_cluster);
         return ins->run();
-    });
+    }));
+    return false;
 }
 
 void write_public_pem(const std::filesystem::path& file, ByteView spki) {
@@ -253,7 +256,7 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     auto metrics = std::make_shared<web::Registry>();
     std::shared_ptr<NonceAuthority> nonces;
     std::shared_ptr<WatermarkGuard> watermarks;
-    SIGNET_TRY(check_pair_membership(c, *reader, *p.committer));
+    const bool was_in_pair = SIGNET_TRY(check_pair_membership(c, *reader, *p.committer));
     Config hc = c;
     if (c.ha_mode) {
         // In a pair, counters, reservations and watermarks live in etcd; SQLite keeps copies.
@@ -262,6 +265,19 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
                                ":" + std::to_string(c.port);
         }
         p.pair = SIGNET_TRY(Pair::start(hc, clock, logger, metrics));
+        if (SIGNET_TRY(clear_fence_if_new(*p.pair->coordinator(), c, was_in_pair))) {
+            const std::string ts = format_rfc3339(clock->wall());
+            SIGNET_TRY(p.committer->submit([&](Db& txn) -> Result<void> {
+                SIGNET_TRY(AuditLog::append(
+                    txn,
+                    {"system", "ha.rejoin", c.ha_name, "ok",
+                     R"({"reason":"joined on an empty store after a forced promotion fenced it"})"},
+                    ts));
+                return ok();
+            }));
+            logger->log(LogLevel::warn, "ha", "rejoined",
+                        {{"appliance", c.ha_name}, {"cluster", c.ha_cluster}});
+        }
         auto pn = std::make_shared<PairNonceAuthority>(p.pair->allocator(), p.pair->fence(),
                                                        p.pair->coordinator(), p.pair->prefix(),
                                                        p.committer, clock, logger, c.etcd_timeout);

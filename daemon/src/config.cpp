@@ -375,4 +375,21 @@ Result<void> validate(const Config& c) {
     return ok();
 }
 
+Result<std::shared_ptr<ha::Coordinator>> connect_etcd(const Config& c, bool local_only,
+                                                      std::shared_ptr<Logger> logger) {
+    bool tls = false;
+    ha::EtcdOptions eo;
+    eo.endpoints = SIGNET_TRY(ha::parse_endpoints(c.etcd_endpoints, &tls));
+    if (local_only) eo.endpoints.resize(1);
+    eo.tls = tls;
+    eo.ca_file = c.etcd_ca_file.string();
+    eo.client_cert_file = c.etcd_cert_file.string();
+    eo.client_key_file = c.etcd_key_file.string();
+    try {
+        return ha::make_etcd_coordinator(eo, std::move(logger));
+    } catch (const ErrorException& e) {
+        return e.error().within("[ha] etcd connection settings");
+    }
+}
+
 }  // namespace signet::daemon

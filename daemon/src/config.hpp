@@ -6,12 +6,14 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "signet/core/logger.hpp"
 #include "signet/core/result.hpp"
+#include "signet/ha/coordinator.hpp"
 #include "signet/ha/nonce_allocator.hpp"
 #include "signet/ha/role.hpp"
 
@@ -89,6 +91,11 @@ struct Config {
 
 // Cross-option checks: pin_file set, plain HTTP only on loopback with allow_plain_http, sizes > 0.
 [[nodiscard]] Result<void> validate(const Config& c);
+
+// A coordinator for the [ha] section's etcd members (all of them, the local one first; with
+// `local_only`, the local member alone). Errors name the setting at fault.
+[[nodiscard]] Result<std::shared_ptr<ha::Coordinator>> connect_etcd(
+    const Config& c, bool local_only = false, std::shared_ptr<Logger> logger = null_logger());
 
 // "--listen", "--data-dir", ... with one line each, for --help.
 [[nodiscard]] std::string flags_help();

@@ -10,6 +10,7 @@
 #include "audit_log.hpp"
 #include "committer.hpp"
 #include "db.hpp"
+#include "rejoin.hpp"
 #include "signet/core/clock.hpp"
 #include "signet/ha/etcd_coordinator.hpp"
 
@@ -45,20 +46,8 @@ Result<boost::json::object> force_promote(const Config& c, const ForcePromoteOpt
         ~Closer() { ::close(fd); }
     } closer{lock_fd};
 
-    bool tls = false;
-    ha::EtcdOptions eo;
-    eo.endpoints = SIGNET_TRY(ha::parse_endpoints(c.etcd_endpoints, &tls));
-    eo.endpoints.resize(1);  // only the local member: the re-formed one-member cluster
-    eo.tls = tls;
-    eo.ca_file = c.etcd_ca_file.string();
-    eo.client_cert_file = c.etcd_cert_file.string();
-    eo.client_key_file = c.etcd_key_file.string();
-    std::shared_ptr<ha::Coordinator> etcd;
-    try {
-        etcd = ha::make_etcd_coordinator(eo);
-    } catch (const ErrorException& e) {
-        return e.error().within("[ha] etcd connection settings");
-    }
+    // Only the local member: the re-formed one-member cluster.
+    const std::shared_ptr<ha::Coordinator> etcd = SIGNET_TRY(connect_etcd(c, true));
     const std::string prefix = c.ha_prefix();
     const auto timeout = c.etcd_timeout;
     auto read_prefix = [&](const std::string& p) -> Result<ha::RangeResponse> {
@@ -101,6 +90,8 @@ Result<boost::json::object> force_promote(const Config& c, const ForcePromoteOpt
     }
     // The peer's role keys: a stale leader key would keep this appliance standby until its lease
     // (extended by the re-formed cluster) expired.
+    // Every other appliance is marked fenced: it may come back only wiped (rejoin.hpp).
+    const auto fenced = SIGNET_TRY(other_appliances(*etcd, c));
     ha::TxnRequest cleanup;
     cleanup.success.push_back(ha::Op::del(prefix + "leader"));
     const std::string members = prefix + "members/";
@@ -113,6 +104,9 @@ Result<boost::json::object> force_promote(const Config& c, const ForcePromoteOpt
                                {"watermarks", marks.kvs.size()}};
     cleanup.success.push_back(
         ha::Op::put(prefix + "promotions/" + ts, boost::json::serialize(record)));
+    for (auto& op : fence_marks(c, fenced, boost::json::serialize(record))) {
+        cleanup.success.push_back(std::move(op));
+    }
     if (auto r = etcd->txn(cleanup, timeout); !r) {
         return r.error().within(
             "remove the peer's role keys (the counters are already raised; "
@@ -131,6 +125,9 @@ Result<boost::json::object> force_promote(const Config& c, const ForcePromoteOpt
     }));
     committer.stop();
     record["raised"] = std::move(raised);
+    boost::json::array names;
+    for (const auto& n : fenced) names.emplace_back(n);
+    record["fenced"] = std::move(names);
     return record;
 }
 

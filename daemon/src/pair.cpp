@@ -176,18 +176,7 @@ Result<std::unique_ptr<Pair>> Pair::start(const Config& c, std::shared_ptr<const
     impl->config = c;
     impl->prefix = c.ha_prefix();
     impl->logger = logger;
-    bool tls = false;
-    ha::EtcdOptions eo;
-    eo.endpoints = SIGNET_TRY(ha::parse_endpoints(c.etcd_endpoints, &tls));
-    eo.tls = tls;
-    eo.ca_file = c.etcd_ca_file.string();
-    eo.client_cert_file = c.etcd_cert_file.string();
-    eo.client_key_file = c.etcd_key_file.string();
-    try {
-        impl->coordinator = ha::make_etcd_coordinator(eo, logger);
-    } catch (const ErrorException& e) {
-        return e.error().within("[ha] etcd connection settings");
-    }
+    impl->coordinator = SIGNET_TRY(connect_etcd(c, false, logger));
 
     SIGNET_TRY(check_pair_settings(*impl->coordinator, c, impl->prefix));
 

@@ -93,13 +93,25 @@ std::optional<PairMember> PairMembers::find(const std::string& name) const {
     return it->second;
 }
 
-std::optional<PairMember> PairMembers::by_certificate(const std::string& sha256) const {
+std::optional<PairMember> PairMembers::by_certificate(const std::string& sha256) {
     const std::string fp = plain_fingerprint(sha256);
-    const std::lock_guard lock(mu_);
-    for (const auto& [name, m] : peers_) {
-        if (!fp.empty() && m.tls_sha256 == fp) return m;
+    if (fp.empty()) return std::nullopt;
+    auto find_fp = [&]() -> std::optional<PairMember> {
+        for (const auto& [name, m] : peers_) {
+            if (m.tls_sha256 == fp) return m;
+        }
+        return std::nullopt;
+    };
+    {
+        const std::lock_guard lock(mu_);
+        if (auto m = find_fp()) return m;
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_miss_refresh_ < std::chrono::milliseconds(500)) return std::nullopt;
+        last_miss_refresh_ = now;
     }
-    return std::nullopt;
+    (void)refresh();
+    const std::lock_guard lock(mu_);
+    return find_fp();
 }
 
 }  // namespace signet::daemon

@@ -6,6 +6,7 @@
 // peer is believed only on a connection presenting it.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -39,8 +40,11 @@ public:
 
     // Another appliance's record, as of the last refresh (at most about a second old).
     [[nodiscard]] std::optional<PairMember> find(const std::string& name) const;
-    // The other appliance whose certificate has this fingerprint (any case, ':' allowed).
-    [[nodiscard]] std::optional<PairMember> by_certificate(const std::string& sha256) const;
+    // The other appliance whose certificate has this fingerprint (any case, ':' allowed). On a
+    // miss the records are read again at once (at most every 500 ms): a peer that re-joined with a
+    // new certificate is known from its first forwarded request. May wait on etcd: not for the
+    // I/O thread.
+    [[nodiscard]] std::optional<PairMember> by_certificate(const std::string& sha256);
 
 private:
     [[nodiscard]] Result<void> refresh();
@@ -54,6 +58,7 @@ private:
     mutable std::mutex mu_;
     std::map<std::string, PairMember> peers_;  // by name, this appliance excluded; mu_
     bool stopping_ = false;                    // mu_
+    std::chrono::steady_clock::time_point last_miss_refresh_{};  // mu_
     std::condition_variable cv_;
     std::thread thread_;
 };

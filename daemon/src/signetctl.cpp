@@ -27,6 +27,7 @@
 #include "config.hpp"
 #include "db.hpp"
 #include "force_promote.hpp"
+#include "rejoin.hpp"
 #include "sanitizer_defaults.hpp"
 #include "signet/core/secret_buffer.hpp"
 #include "signet/pkcs11/public_key.hpp"
@@ -78,6 +79,9 @@ Commands:
                                               offline, signetd stopped, local etcd member
                                               re-formed with --force-new-cluster: raise every
                                               counter past what the lost peer may have held
+  ha rejoin --config FILE                     offline, on an appliance fenced by a forced
+                                              promotion: check and print the steps to re-join
+                                              (exit 0 once it may start, 1 while steps remain)
 )";
 
 struct Args {
@@ -122,6 +126,7 @@ const std::map<std::string, std::set<std::string>> kCommandOptions = {
      {"--backup", "--data-dir", "--counter-margin", "--watermark-margin", "--confirm-counters"}},
     {"ha pair", {"--peer", "--transport-sha256"}},
     {"ha force-promote", {"--config", "--peer-fenced", "--confirm-watermarks"}},
+    {"ha rejoin", {"--config"}},
 };
 
 // Exits 2 naming the first option that the command does not take, or that lacks its value.
@@ -535,8 +540,27 @@ int cmd_ha(const Args& a) {
         print(*r);
         return 0;
     }
+    if (sub == "rejoin" && a.positional.size() == 2) {
+        auto config = signet::daemon::load_config(need(a, "--config"));
+        if (!config) die(config.error().message());
+        const auto r = signet::daemon::rejoin_guide(*config);
+        if (!r) die("rejoin: " + r.error().message());
+        // The steps for the operator on stderr; the whole report as JSON on stdout.
+        int n = 0;
+        for (const auto& s : r->at("steps").as_array()) {
+            const auto& o = s.as_object();
+            const bool done = o.at("done").as_bool();
+            std::fprintf(stderr, "%d. [%s] %s\n", ++n, done ? "done" : "todo",
+                         std::string(o.at("step").as_string()).c_str());
+            const std::string how(o.at("how").as_string());
+            if (!done && !how.empty()) std::fprintf(stderr, "     %s\n", how.c_str());
+        }
+        print(*r);
+        return r->at("ready_to_start").as_bool() ? 0 : 1;
+    }
     die("usage: signetctl ha status | ha pair --peer NAME --transport-sha256 HEX | ha "
-        "force-promote --config FILE --peer-fenced [--confirm-watermarks]",
+        "force-promote --config FILE --peer-fenced [--confirm-watermarks] | ha rejoin --config "
+        "FILE",
         2);
 }
 

@@ -500,6 +500,44 @@ TEST_CASE(
     CHECK(signet::test::u64(r.object(), "nonce") > signet::test::u64(raised, "after"));
     ApiClient audit = pair.api(0);
     CHECK(signet::test::audit_with_action(audit, "ha.force_promote").size() == 1);
+    CHECK(report.at("fenced").as_array() == signet::test::json::array{"b"});
+
+    // b comes back on its old store: refused, naming the promotion and the guide.
+    SignetDaemon& b = pair.appliance(1);
+    const auto stale = b.run_another({}, 60s);
+    INFO(stale.err);
+    CHECK(stale.status.exited_with(1));
+    CHECK_THAT(stale.err, Catch::Contains("fenced by a forced promotion"));
+    CHECK_THAT(stale.err, Catch::Contains("signetctl ha rejoin"));
+    // The guide: the store is to be wiped (exit 1); once it is, b may start (exit 0).
+    const std::string b_config = b.config_path().string();
+    auto guide = [&](int expected_exit) {
+        const auto g = signet::test::run_signetctl({"ha", "rejoin", "--config", b_config});
+        INFO(g.out << g.err);
+        CHECK(g.status.exited_with(expected_exit));
+        return signet::test::json::parse(g.out).as_object();
+    };
+    const auto before = guide(1);
+    CHECK(before.at("fenced").as_object().at("by").as_string() == "a");
+    const auto& store_step = before.at("steps").as_array().at(1).as_object();
+    CHECK_FALSE(store_step.at("done").as_bool());
+    CHECK_THAT(std::string(store_step.at("how").as_string()), Catch::Contains("mv "));
+    std::filesystem::remove_all(b.data_dir());
+    CHECK(guide(0).at("ready_to_start").as_bool());
+
+    // Wiped, b joins as a new appliance (audited), and its standby forwards to a, above a's mark.
+    b.start(false);
+    REQUIRE(pair.wait_role(1, "standby", 30s));
+    CHECK(guide(1).at("fenced").is_null());  // 1: signetd runs on b now
+    ApiClient admin_b = pair.api(1);
+    CHECK(signet::test::audit_with_action(admin_b, "ha.rejoin").size() == 1);
+    ApiClient sb = pair.api(1, signer.token);
+    const ApiReply via_b =
+        sb.post("/v1/keys/" + id + "/sign", {{"digest", digest("rejoined")}, {"nonce", true}});
+    INFO(via_b.describe());
+    REQUIRE(via_b.status == 200);
+    CHECK(via_b.headers.at("X-Signet-Served-By") == "a");
+    CHECK(signet::test::u64(via_b.object(), "nonce") > signet::test::u64(r.object(), "nonce"));
 }
 
 TEST_CASE("an appliance whose pair settings differ from its peer's refuses to start",

@@ -268,8 +268,9 @@ void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::siz
                       return json_response(200, out);
                   }),
            [svc, fwd](const Request& req) {
-        // A request for the peer waits on the network: never on the I/O thread.
-        return plain_signature(req) && !(fwd && svc->route_signing(req.params.at("id")));
+        // A request to or from the peer may wait on the network: never on the I/O thread.
+        return plain_signature(req) && !req.header(kForwardedCallerHeader) &&
+               !(fwd && svc->route_signing(req.params.at("id")));
            }});
     r.add({"POST", "/v1/keys/{id}/sign-batch", "keys.sign_batch", Execution::worker,
            routed(svc, fwd,
