@@ -105,11 +105,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [[ -z $port ]]; then
-  # A loopback port nothing listens on right now.
-  for _ in $(seq 1 50); do
-    port=$((20000 + RANDOM % 20000))
-    [[ -z $(ss -Hltn "sport = :$port" 2>/dev/null) ]] && break
-  done
+  # shellcheck source=scripts/pair-lib.sh
+  source "$root/scripts/pair-lib.sh"
+  pair_prog=standalone.sh
+  port=$(pair_free_port) || exit 1  # below the ephemeral range, unused now
 fi
 
 export SOFTHSM2_CONF=$var/softhsm2.conf

@@ -3,7 +3,8 @@
 # shellcheck disable=SC2154
 # scripts/pair-lib.sh: shell functions for an appliance pair on loopback, sourced by
 # scripts/demo-pair and bench/ha.sh (so that starting etcd members, preparing an appliance and the
-# pairing ceremony are written once). Sourcing it defines functions and defaults only.
+# pairing ceremony are written once), and by bench/standalone.sh for pair_free_port. Sourcing it
+# defines functions and defaults only.
 #
 # The caller sets (before calling the functions):
 #   pair_signetd, pair_ctl_bin        the signetd and signetctl binaries
