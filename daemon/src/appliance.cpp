@@ -18,7 +18,6 @@
 #include "pair_members.hpp"
 #include "pair_nonces.hpp"
 #include "pair_watermarks.hpp"
-#include "rejoin.hpp"
 #include "signet/pkcs11/digest.hpp"
 #include "signet/pkcs11/public_key.hpp"
 #include "signet/pkcs11/self_test.hpp"
@@ -116,12 +115,18 @@ Result<std::optional<std::string>> ensure_setup_token(const Config& c, Catalog& 
 
 // A store that has been in a pair holds only the values this appliance released itself: the
 // peer's are missing, so running it standalone would issue them again. It remembers the pair
-// (meta 'ha.cluster') and refuses to start without it; joining records it.
+// (meta 'ha.cluster', and the appliance's name 'ha.name') and refuses to start without it, or as
+// another appliance. Reads only: record_pair_membership() writes once the pair has accepted this
+// start (a fenced appliance's new store must not look joined after a failed first start).
 // Returns whether the store was in the pair before this start.
-Result<bool> check_pair_membership(const Config& c, Db& reader, Committer& committer) {
-    auto st = SIGNET_TRY(reader.prepare("SELECT value FROM meta WHERE name = 'ha.cluster'"));
-    const std::optional<std::string> joined =
-        SIGNET_TRY(st.step()) ? std::optional<std::string>(st.text(0)) : std::nullopt;
+Result<bool> check_pair_membership(const Config& c, Db& reader) {
+    auto meta = [&](const char* name) -> Result<std::optional<std::string>> {
+        auto st = SIGNET_TRY(reader.prepare("SELECT value FROM meta WHERE name = ?"));
+        st.bind(1, name);
+        if (!SIGNET_TRY(st.step())) return std::optional<std::string>{};
+        return std::optional<std::string>(st.text(0));
+    };
+    const auto joined = SIGNET_TRY(meta("ha.cluster"));
     if (!c.ha_mode) {
         if (!joined) return false;
         return make_error(Errc::conflict,
@@ -130,19 +135,30 @@ Result<bool> check_pair_membership(const Config& c, Db& reader, Committer& commi
                               "': its counters lag the pair's, so it must not sign standalone; "
                               "start it with its [ha] section");
     }
-    if (joined && *joined == c.ha_cluster) return true;
-    if (joined) {
+    if (joined && *joined != c.ha_cluster) {
         return make_error(Errc::conflict, "the store " + c.database_path().string() +
                                               " belongs to pair '" + *joined + "', not '" +
                                               c.ha_cluster + "'");
     }
-    SIGNET_TRY(committer.submit([&](Db& txn) -> Result<void> {
-        auto ins =
-            SIGNET_TRY(txn.cached("INSERT INTO meta (name, value) VALUES ('ha.cluster', ?)"));
-        ins->bind(1, c.ha_cluster);
+    const auto name = SIGNET_TRY(meta("ha.name"));
+    if (name && *name != c.ha_name) {
+        return make_error(Errc::conflict, "the store " + c.database_path().string() +
+                                              " belongs to appliance '" + *name +
+                                              "' of the pair, not '" + c.ha_name + "'");
+    }
+    return joined.has_value();
+}
+
+Result<void> record_pair_membership(const Config& c, Committer& committer) {
+    return committer.submit([&](Db& txn) -> Result<void> {
+        auto ins = SIGNET_TRY(txn.cached(
+            "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING"));
+        ins->bind(1, "ha.cluster").bind(2, c.ha_cluster);
+        SIGNET_TRY(ins->run());
+        ins->reset();
+        ins->bind(1, "ha.name").bind(2, c.ha_name);
         return ins->run();
-    }));
-    return false;
+    });
 }
 
 void write_public_pem(const std::filesystem::path& file, ByteView spki) {
@@ -256,7 +272,7 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
     auto metrics = std::make_shared<web::Registry>();
     std::shared_ptr<NonceAuthority> nonces;
     std::shared_ptr<WatermarkGuard> watermarks;
-    const bool was_in_pair = SIGNET_TRY(check_pair_membership(c, *reader, *p.committer));
+    const bool was_in_pair = SIGNET_TRY(check_pair_membership(c, *reader));
     Config hc = c;
     if (c.ha_mode) {
         // In a pair, counters, reservations and watermarks live in etcd; SQLite keeps copies.
@@ -264,8 +280,9 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
             hc.advertise_url = std::string(c.tls ? "https://" : "http://") + c.listen_address +
                                ":" + std::to_string(c.port);
         }
-        p.pair = SIGNET_TRY(Pair::start(hc, clock, logger, metrics));
-        if (SIGNET_TRY(clear_fence_if_new(*p.pair->coordinator(), c, was_in_pair))) {
+        p.pair = SIGNET_TRY(Pair::start(hc, was_in_pair, clock, logger, metrics));
+        SIGNET_TRY(record_pair_membership(c, *p.committer));
+        if (p.pair->rejoined()) {
             const std::string ts = format_rfc3339(clock->wall());
             SIGNET_TRY(p.committer->submit([&](Db& txn) -> Result<void> {
                 SIGNET_TRY(AuditLog::append(
@@ -356,7 +373,8 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
         const TlsIdentity* identity = p.tls.get();
         forwarder = std::make_shared<web::PeerForwarder>(web::ForwarderOptions{
             [identity](ssl_ctx_st* ctx) { return identity->use_as_client(ctx); },
-            std::chrono::milliseconds(10'000), 16, logger, metrics});
+            std::chrono::milliseconds(10'000), 16, std::max<std::size_t>(1, c.worker_threads / 2),
+            logger, metrics});
     }
 
     std::optional<Bytes> setup_hash;

@@ -334,6 +334,11 @@ Result<void> validate_ha(const Config& c) {
                    "request_client_certs = true): the appliances prove themselves to each other "
                    "by their TLS certificates; or set [ha] forward = false");
     }
+    if (c.advertise_url.empty() && (c.listen_address == "0.0.0.0" || c.listen_address == "::")) {
+        return bad("config", "[ha] advertise_url is required when listening on " +
+                                 c.listen_address +
+                                 ": it is how clients and the peer reach this appliance");
+    }
     return ok();
 }
 

@@ -102,6 +102,9 @@ Result<boost::json::object> force_promote(const Config& c, const ForcePromoteOpt
                                {"margin", margin},
                                {"counters", raised.size()},
                                {"watermarks", marks.kvs.size()}};
+    boost::json::array fenced_names;
+    for (const auto& n : fenced) fenced_names.emplace_back(n);
+    record["fenced"] = std::move(fenced_names);
     cleanup.success.push_back(
         ha::Op::put(prefix + "promotions/" + ts, boost::json::serialize(record)));
     for (auto& op : fence_marks(c, fenced, boost::json::serialize(record))) {
@@ -125,9 +128,6 @@ Result<boost::json::object> force_promote(const Config& c, const ForcePromoteOpt
     }));
     committer.stop();
     record["raised"] = std::move(raised);
-    boost::json::array names;
-    for (const auto& n : fenced) names.emplace_back(n);
-    record["fenced"] = std::move(names);
     return record;
 }
 

@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 
+#include "rejoin.hpp"
 #include "signet/ha/etcd_coordinator.hpp"
 
 namespace signet::daemon {
@@ -63,7 +64,8 @@ Result<void> check_pair_settings(ha::Coordinator& etcd, const Config& c,
                                  const std::string& prefix) {
     boost::json::object mine{{"mode", std::string(ha::to_string(*c.ha_mode))},
                              {"nonce_allocation", std::string(ha::to_string(c.nonce_allocation))},
-                             {"lease_ttl_ms", c.lease_ttl.count()}};
+                             {"lease_ttl_ms", c.lease_ttl.count()},
+                             {"forward", c.forward}};
     const std::string text = boost::json::serialize(mine);
     const std::string key = prefix + "config";
     ha::TxnRequest t;
@@ -87,13 +89,14 @@ Result<void> check_pair_settings(ha::Coordinator& etcd, const Config& c,
     return make_error(Errc::conflict,
                       "this appliance's [ha] settings " + text + " differ from the pair's " +
                           (kvs.empty() ? std::string("(unreadable)") : kvs.front().value) +
-                          " (mode, nonce_allocation and lease_ttl_ms must match on both)");
+                          " (mode, nonce_allocation, lease_ttl_ms and forward must match on both)");
 }
 
 }  // namespace
 
 struct Pair::Impl {
     Config config;
+    bool rejoined = false;
     std::string prefix;
     std::shared_ptr<Logger> logger;
     std::shared_ptr<ha::Coordinator> coordinator;
@@ -168,7 +171,8 @@ struct Pair::Impl {
 Pair::Pair(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Pair::~Pair() { stop(); }
 
-Result<std::unique_ptr<Pair>> Pair::start(const Config& c, std::shared_ptr<const Clock> clock,
+Result<std::unique_ptr<Pair>> Pair::start(const Config& c, bool store_was_in_pair,
+                                          std::shared_ptr<const Clock> clock,
                                           std::shared_ptr<Logger> logger,
                                           std::shared_ptr<web::Registry> metrics) {
     auto impl = std::make_unique<Impl>();
@@ -179,6 +183,7 @@ Result<std::unique_ptr<Pair>> Pair::start(const Config& c, std::shared_ptr<const
     impl->coordinator = SIGNET_TRY(connect_etcd(c, false, logger));
 
     SIGNET_TRY(check_pair_settings(*impl->coordinator, c, impl->prefix));
+    impl->rejoined = SIGNET_TRY(clear_fence_if_new(*impl->coordinator, c, store_was_in_pair));
 
     ha::RoleOptions ro;
     ro.prefix = impl->prefix;
@@ -282,6 +287,8 @@ Result<void> Pair::may_sign() const {
 }
 
 ha::RoleStatus Pair::role_status() const { return impl_->role->status(); }
+
+bool Pair::rejoined() const noexcept { return impl_->rejoined; }
 
 web::HaStatus Pair::status(bool members) const {
     const ha::RoleStatus st = impl_->role->status();

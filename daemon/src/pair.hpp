@@ -26,9 +26,12 @@ public:
     // Does not wait for a role: status() says "starting" until the first answer.
     // `metrics` receives the pair's gauges and counters (signet_ha_*, signet_etcd_*), refreshed
     // by a thread of the pair every 2 s.
+    // `store_was_in_pair`: the local store joined this pair at an earlier start. Before the role
+    // driver starts, an appliance fenced by a forced promotion is refused on such a store, and on
+    // a new store its fence mark is removed (rejoined() then says so).
     [[nodiscard]] static Result<std::unique_ptr<Pair>> start(
-        const Config& c, std::shared_ptr<const Clock> clock, std::shared_ptr<Logger> logger,
-        std::shared_ptr<web::Registry> metrics);
+        const Config& c, bool store_was_in_pair, std::shared_ptr<const Clock> clock,
+        std::shared_ptr<Logger> logger, std::shared_ptr<web::Registry> metrics);
     ~Pair();  // stop()
     Pair(const Pair&) = delete;
     Pair& operator=(const Pair&) = delete;
@@ -42,6 +45,8 @@ public:
     [[nodiscard]] const std::shared_ptr<ha::NonceAllocator>& allocator() const noexcept;
     [[nodiscard]] const std::string& prefix() const noexcept;
     [[nodiscard]] const std::string& name() const noexcept;
+    // This start removed the appliance's fence mark: it re-joined after a forced promotion.
+    [[nodiscard]] bool rejoined() const noexcept;
 
     // ok while this appliance may sign; otherwise HaErrc::not_active naming the active and its
     // URL, or HaErrc::fenced saying why.

@@ -2,6 +2,7 @@
 
 #include <boost/json.hpp>
 #include <cctype>
+#include <set>
 
 namespace signet::daemon {
 
@@ -18,7 +19,8 @@ std::string plain_fingerprint(const std::string& sha256) {
 PairMembers::PairMembers(std::shared_ptr<ha::Coordinator> etcd, std::string prefix,
                          std::string self, ha::Milliseconds timeout, std::shared_ptr<Logger> logger)
     : etcd_(std::move(etcd)),
-      prefix_(std::move(prefix) + "appliances/"),
+      prefix_(prefix + "appliances/"),
+      fenced_(std::move(prefix) + "fenced/"),
       self_(std::move(self)),
       timeout_(timeout),
       logger_(std::move(logger)) {}
@@ -50,6 +52,11 @@ void PairMembers::stop() {
 }
 
 Result<void> PairMembers::refresh() {
+    // The fence marks first: an appliance fenced by a forced promotion is neither trusted nor a
+    // forwarding target, whatever its old record says.
+    const auto fenced = SIGNET_TRY(etcd_->range(fenced_, ha::prefix_end(fenced_), timeout_));
+    std::set<std::string> excluded;
+    for (const auto& kv : fenced.kvs) excluded.insert(kv.key.substr(fenced_.size()));
     const auto read = SIGNET_TRY(etcd_->range(prefix_, ha::prefix_end(prefix_), timeout_));
     std::map<std::string, PairMember> peers;
     for (const auto& kv : read.kvs) {
@@ -66,9 +73,12 @@ Result<void> PairMembers::refresh() {
         }
         PairMember m{std::string(name->get_string()), std::string(url->get_string()),
                      std::string(fp->get_string())};
-        if (m.name != self_) peers.emplace(m.name, std::move(m));
+        if (m.name != self_ && !excluded.contains(m.name)) peers.emplace(m.name, std::move(m));
     }
     const std::lock_guard lock(mu_);
+    // Two reads may finish out of order (the loop's and a refresh on a miss): keep the newer.
+    if (read.revision < revision_) return ok();
+    revision_ = read.revision;
     peers_ = std::move(peers);
     return ok();
 }

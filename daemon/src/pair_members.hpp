@@ -52,11 +52,13 @@ private:
 
     const std::shared_ptr<ha::Coordinator> etcd_;
     const std::string prefix_;  // <pair prefix>appliances/
+    const std::string fenced_;  // <pair prefix>fenced/ (rejoin.hpp)
     const std::string self_;
     const ha::Milliseconds timeout_;
     const std::shared_ptr<Logger> logger_;
     mutable std::mutex mu_;
-    std::map<std::string, PairMember> peers_;  // by name, this appliance excluded; mu_
+    std::map<std::string, PairMember> peers_;  // by name, this appliance and fenced ones excluded
+    std::int64_t revision_ = 0;                // etcd revision peers_ was read at; mu_
     bool stopping_ = false;                    // mu_
     std::chrono::steady_clock::time_point last_miss_refresh_{};  // mu_
     std::condition_variable cv_;

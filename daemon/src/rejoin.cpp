@@ -44,8 +44,9 @@ std::string steps_text(const Config& c) {
 
 Result<std::vector<std::string>> other_appliances(ha::Coordinator& etcd, const Config& c) {
     std::set<std::string> names;
-    for (const std::string& dir :
-         {c.ha_prefix() + "appliances/", c.ha_prefix() + "pairing/transport/"}) {
+    // Published addresses, dual-active member keys, pairing transport keys: whichever exist.
+    for (const std::string& dir : {c.ha_prefix() + "appliances/", c.ha_prefix() + "members/",
+                                   c.ha_prefix() + "pairing/transport/"}) {
         const auto r = SIGNET_TRY(etcd.range(dir, ha::prefix_end(dir), c.etcd_timeout));
         for (const auto& kv : r.kvs) names.insert(segment_after(kv.key, dir));
     }
@@ -57,7 +58,11 @@ Result<std::vector<std::string>> other_appliances(ha::Coordinator& etcd, const C
 std::vector<ha::Op> fence_marks(const Config& c, const std::vector<std::string>& names,
                                 const std::string& record) {
     std::vector<ha::Op> ops;
-    for (const auto& n : names) ops.push_back(ha::Op::put(fenced_key(c, n), record));
+    for (const auto& n : names) {
+        ops.push_back(ha::Op::put(fenced_key(c, n), record));
+        // Its published address and certificate: no longer a forwarding target, nor trusted.
+        ops.push_back(ha::Op::del(c.ha_prefix() + "appliances/" + n));
+    }
     return ops;
 }
 
@@ -78,7 +83,12 @@ Result<bool> clear_fence_if_new(ha::Coordinator& etcd, const Config& c, bool sto
     ha::TxnRequest t;
     t.compare.push_back(ha::Compare::mod_revision_equals(key, mark.mod_revision));
     t.success.push_back(ha::Op::del(key));
-    SIGNET_TRY(etcd.txn(t, c.etcd_timeout));
+    const auto done = SIGNET_TRY(etcd.txn(t, c.etcd_timeout));
+    if (!done.succeeded) {
+        return make_error(Errc::conflict, "the fence mark " + key +
+                                              " changed while this appliance removed it (another "
+                                              "promotion?); start again to re-read it");
+    }
     return true;
 }
 

@@ -22,7 +22,8 @@ namespace signet::daemon {
 // Every other appliance etcd knows of (published addresses and pairing transport keys).
 [[nodiscard]] Result<std::vector<std::string>> other_appliances(ha::Coordinator& etcd,
                                                                 const Config& c);
-// The operations that mark `names` fenced by the promotion `record` (JSON text).
+// The operations that mark `names` fenced by the promotion `record` (JSON text) and remove their
+// published addresses.
 [[nodiscard]] std::vector<ha::Op> fence_marks(const Config& c,
                                               const std::vector<std::string>& names,
                                               const std::string& record);

@@ -24,6 +24,16 @@ constexpr std::string_view kEnvelopeTag = "signet.nonce.v1";
 
 Error denied(Errc code, std::string why) { return make_error(code, std::move(why)); }
 
+// The tally's reason for a request the paired appliance forwarded ("" when it came directly).
+std::string via_note(const Caller& c) { return c.via.empty() ? "" : "via " + c.via; }
+
+// {"request_id":..} with "via" when the paired appliance forwarded the request.
+std::string request_details(const Caller& c) {
+    std::string d = "{";
+    if (!c.via.empty()) d += "\"via\":" + json_quote(c.via) + ",";
+    return d + "\"request_id\":" + json_quote(c.request_id) + "}";
+}
+
 Result<pkcs11::SignRequest> to_sign_request(const KeyRecord& key, const web::SignParams& p) {
     pkcs11::SignRequest req;
     req.data = p.data;
@@ -217,6 +227,11 @@ Result<Caller> SigningService::authenticate(const web::Credentials& cred) {
 }
 
 Result<Caller> SigningService::authenticate_forwarded(const web::Credentials& cred) {
+    if (!cred.forwarding_route) {
+        return authentication_failed(cred, std::string(web::kForwardedCallerHeader) +
+                                               " is accepted only on the signing routes (sign, "
+                                               "sign-batch, nonces)");
+    }
     std::optional<PairMember> peer;
     if (d_.members && cred.cert_sha256) peer = d_.members->by_certificate(*cred.cert_sha256);
     if (!peer) {
@@ -382,7 +397,7 @@ Result<web::SignResult> SigningService::sign(const Caller& c, const std::string&
     if (!ticket && !claim && !lease) {
         // The HSM call may have outlived the pair role: release nothing signed after losing it.
         SIGNET_TRY(still_serving());
-        tally_event(c.client_id, "sign.plain", key_id, "");
+        tally_event(c.client_id, "sign.plain", key_id, via_note(c));
         signatures_.with({std::string(pkcs11::to_string(key->algorithm))}).inc();
         return out;
     }
@@ -391,8 +406,7 @@ Result<web::SignResult> SigningService::sign(const Caller& c, const std::string&
     if (out.nonce) details += ",\"nonce\":" + std::to_string(*out.nonce);
     if (claim) details += ",\"reserved\":true";
     if (lease) details += ",\"watermark\":" + to_string(lease->watermark());
-    if (!c.via.empty()) details += ",\"via\":" + json_quote(c.via);
-    details += ",\"request_id\":" + json_quote(c.request_id) + "}";
+    details += "," + request_details(c).substr(1);
     const std::string action = lease ? "sign.watermark" : "sign.nonce";
     auto committed = commit_with_audit(
         [&](Db& txn) -> Result<void> {
@@ -462,7 +476,7 @@ Result<std::vector<web::SignResult>> SigningService::sign_batch(const Caller& c,
         out.push_back(to_result(std::move(sig).value()));
     }
     SIGNET_TRY(still_serving());
-    tally_event(c.client_id, "sign.plain", key_id, "", out.size());
+    tally_event(c.client_id, "sign.plain", key_id, via_note(c), out.size());
     signatures_.with({std::string(pkcs11::to_string(key->algorithm))}).inc(out.size());
     return out;
 }
@@ -489,7 +503,7 @@ Result<std::uint64_t> SigningService::reserve_nonce(const Caller& c, const std::
                       denied(Errc::rate_limited, "key " + key_id + " is over its rate limit"));
     }
     return d_.nonces->reserve(key_id, c.client_id,
-                              {c.client_id, "nonce.reserve", key_id, "ok", "{}"});
+                              {c.client_id, "nonce.reserve", key_id, "ok", request_details(c)});
 }
 
 Result<web::CounterState> SigningService::counter(const Caller& c, const std::string& key_id) {
@@ -552,6 +566,12 @@ void SigningService::tally_loop() {
         flush_tally();
         lock.lock();
     }
+}
+
+void SigningService::forwarded(const Caller& c, const std::string& key_id, const web::PeerRoute& to,
+                               int status) {
+    tally_event(c.client_id, "sign.forwarded", key_id,
+                "to " + to.appliance + ": " + (status ? std::to_string(status) : "no answer"));
 }
 
 std::optional<web::PeerRoute> SigningService::route_signing(const std::string& key_id) {

@@ -112,6 +112,8 @@ public:
     Result<web::PairResult> pair(const web::Caller& c, const std::string& peer,
                                  const std::string& transport_sha256) override;
     std::optional<web::PeerRoute> route_signing(const std::string& key_id) override;
+    void forwarded(const web::Caller& c, const std::string& key_id, const web::PeerRoute& to,
+                   int status) override;
 
     // First-run setup was completed on the peer (an active admin arrived through the pair's
     // catalog): the setup token stops working and its file is removed.

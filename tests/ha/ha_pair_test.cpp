@@ -179,6 +179,13 @@ TEST_CASE("a hot standby forwards signing requests to the active, which audits t
         CHECK_THAT(r.error_message(), Catch::Contains("only from the paired appliance"));
     }
     CHECK(admin_a.get("/v1/keys/" + id + "/counter").body == counter_before);
+
+    // Only signing routes take forwarded requests: elsewhere the header fails authentication.
+    const ApiReply admin_route =
+        admin_a.request("GET", "/v1/clients", {}, {{"X-Signet-Forwarded-Caller", signer.id}});
+    INFO(admin_route.describe());
+    signet::test::check_api_error(admin_route, 401, "unauthenticated");
+    CHECK_THAT(admin_route.error_message(), Catch::Contains("only on the signing routes"));
 }
 
 TEST_CASE("kill -9 of the active under nonce load: the standby takes over and no nonce repeats",
@@ -277,6 +284,7 @@ TEST_CASE("a SIGSTOPped active that wakes after losing its lease never signs as 
         std::this_thread::sleep_for(50ms);
     }
     INFO(forwarded << " of 20 attempts on a were forwarded to b");
+    CHECK(forwarded > 0);  // a learns that b is the active within a tick of waking
     CHECK(pair.wait_role(0, "standby", 10s));
     const auto later = signet::test::sign(sb, id, {{"digest", digest("3")}, {"nonce", true}});
     CHECK(signet::test::u64(later, "nonce") > last);

@@ -24,7 +24,8 @@ Response json_response(int status, const json::value& v) {
     return r;
 }
 
-Credentials credentials_of(const Request& r) {
+// `forwarding_route`: a signing route, where the paired appliance may forward requests.
+Credentials credentials_of(const Request& r, bool forwarding_route = false) {
     Credentials c;
     if (auto auth = r.header("Authorization")) {
         constexpr std::string_view kBearer = "Bearer ";
@@ -39,6 +40,7 @@ Credentials credentials_of(const Request& r) {
     c.cert_sha256 = r.client_cert_sha256;
     c.remote = r.remote;
     c.request_id = r.request_id;
+    c.forwarding_route = forwarding_route;
     if (auto fwd = r.header(kForwardedCallerHeader)) {
         c.forwarded_caller = std::string(*fwd);
         c.forwarded_remote = std::string(r.header(kForwardedForHeader).value_or(""));
@@ -63,11 +65,16 @@ Handler authed(std::shared_ptr<Service> svc, F f) {
 template <class F>
 Handler routed(std::shared_ptr<Service> svc, std::shared_ptr<PeerForwarder> fwd, F f) {
     return [svc, fwd, f](Request& req) -> Response {
-        auto caller = svc->authenticate(credentials_of(req));
+        auto caller = svc->authenticate(credentials_of(req, true));
         if (!caller) return error_response(caller.error(), req.request_id);
         if (fwd && caller->via.empty()) {
-            if (auto to = svc->route_signing(req.params.at("id"))) {
-                return fwd->forward(*to, req, *caller);
+            const auto& id = req.params.at("id");
+            if (auto to = svc->route_signing(id)) {
+                Response answer = fwd->forward(*to, req, *caller);
+                svc->forwarded(
+                    *caller, id, *to,
+                    answer.headers.count(std::string(kServedByHeader)) ? answer.status : 0);
+                return answer;
             }
         }
         Result<Response> r = f(req, *svc, *caller);
@@ -267,10 +274,10 @@ void add_signing_routes(Router& r, const std::shared_ptr<Service>& svc, std::siz
                       out["key_id"] = id;
                       return json_response(200, out);
                   }),
-           [svc, fwd](const Request& req) {
-        // A request to or from the peer may wait on the network: never on the I/O thread.
-        return plain_signature(req) && !req.header(kForwardedCallerHeader) &&
-               !(fwd && svc->route_signing(req.params.at("id")));
+           [fwd](const Request& req) {
+        // A request to or from the peer may wait on the network: never on the I/O thread. With
+        // a forwarder the route may change between this check and the handler, so none is inline.
+        return !fwd && plain_signature(req) && !req.header(kForwardedCallerHeader);
            }});
     r.add({"POST", "/v1/keys/{id}/sign-batch", "keys.sign_batch", Execution::worker,
            routed(svc, fwd,

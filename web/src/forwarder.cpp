@@ -100,6 +100,30 @@ struct PeerForwarder::Impl {
     }
 
     Response forward(const PeerRoute& to, const Request& req, const Caller& caller) {
+        {
+            const std::lock_guard lock(mu);
+            if (in_flight >= opts.max_in_flight) {
+                count(to.appliance, "busy");
+                return error_response(
+                    ApiError{503, "peer_busy",
+                             std::to_string(in_flight) + " requests are already waiting on " +
+                                 "appliance " + to.appliance + "; nothing was signed",
+                             1},
+                    req.request_id);
+            }
+            ++in_flight;
+        }
+        struct Done {
+            Impl& impl;
+            ~Done() {
+                const std::lock_guard lock(impl.mu);
+                --impl.in_flight;
+            }
+        } done{*this};
+        return send(to, req, caller);
+    }
+
+    Response send(const PeerRoute& to, const Request& req, const Caller& caller) {
         const std::string pool_key = to.url + "#" + to.tls_sha256;
         auto client = take(to, pool_key);
         if (!client) return failure(to, req, client.error(), false);
@@ -130,6 +154,7 @@ struct PeerForwarder::Impl {
     const ForwarderOptions opts;
     std::mutex mu;
     std::map<std::string, std::vector<std::unique_ptr<HttpClient>>> pools;  // guarded by mu
+    std::size_t in_flight = 0;                                              // guarded by mu
 };
 
 PeerForwarder::PeerForwarder(ForwarderOptions options)

@@ -21,7 +21,8 @@ const std::string& openapi_document() {
           "reservation_invalid", "payload_too_large", "unprocessable", "unsupported", "not_replicable",
           "rate_limited", "overloaded", "not_ready", "unavailable", "hsm_unavailable", "hsm_error",
           "method_not_allowed", "internal", "not_active", "fenced", "allocation_stopped",
-          "conflict_retry", "coordinator_unavailable", "peer_unreachable", "peer_outcome_unknown"]},
+          "conflict_retry", "coordinator_unavailable", "peer_unreachable", "peer_outcome_unknown",
+          "peer_busy"]},
         "message": {"type": "string"}, "request_id": {"type": "string"}}}}},
     "Policy": {"type": "object", "additionalProperties": false, "properties": {
       "clients": {"type": "array", "items": {"type": "string"}, "description": "client ids; empty = any signer"},

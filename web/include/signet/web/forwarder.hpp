@@ -32,6 +32,9 @@ struct ForwarderOptions {
     // Bounds one forwarded request end to end (connect, TLS, the peer's work, the answer).
     std::chrono::milliseconds timeout{10'000};
     std::size_t max_idle = 16;  // kept-alive connections to one peer
+    // Forwards in flight at once; beyond it 503 peer_busy, so that a peer that hangs cannot hold
+    // every worker of this appliance.
+    std::size_t max_in_flight = 4;
     std::shared_ptr<Logger> logger;
     std::shared_ptr<Registry> metrics;  // signet_ha_forwarded_total{peer,outcome}
 };
@@ -47,7 +50,8 @@ public:
     // Sends `req` (method, target, body) to `to` on behalf of `caller` and returns the peer's
     // answer. If the peer cannot be reached (nothing was sent): 503 peer_unreachable. If the
     // request was sent but no answer came: 502 peer_outcome_unknown, because the peer may have
-    // signed (a nonce it took is then spent, never issued again).
+    // signed (a nonce it took is then spent, never issued again). 503 peer_busy when
+    // max_in_flight forwards are already waiting.
     [[nodiscard]] Response forward(const PeerRoute& to, const Request& req, const Caller& caller);
 
 private:

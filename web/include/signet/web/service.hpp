@@ -29,6 +29,8 @@ struct Credentials {
     // cert_sha256 is the peer appliance's own TLS certificate.
     std::optional<std::string> forwarded_caller;
     std::string forwarded_remote;
+    // The route takes forwarded requests (signing routes only); elsewhere the header is refused.
+    bool forwarding_route = false;
 };
 
 // An authenticated API client.
@@ -264,6 +266,15 @@ public:
     [[nodiscard]] virtual std::optional<PeerRoute> route_signing(const std::string& key_id) {
         (void)key_id;
         return std::nullopt;
+    }
+    // A request this appliance forwarded to `to` was answered with `status` (0: no answer), for
+    // the forwarding side's audit tally.
+    virtual void forwarded(const Caller& c, const std::string& key_id, const PeerRoute& to,
+                           int status) {
+        (void)c;
+        (void)key_id;
+        (void)to;
+        (void)status;
     }
 };
 
