@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
-#include <optional>
 
 #include "signet/core/json.hpp"
 
@@ -144,19 +143,25 @@ Result<void> PairNonceAuthority::load(Db& reader) {
     });
 }
 
+std::string PairNonceAuthority::Held::text(const std::string& key_id) {
+    const std::lock_guard lock(mu);
+    const auto it = ranges.find(key_id);
+    return it == ranges.end() ? std::string() : encode_ranges(it->second);
+}
+
 void PairNonceAuthority::record_reserved(const std::string& key_id, std::uint64_t first,
                                          std::uint64_t last) {
-    std::string text;
     {
-        const std::lock_guard lock(mu_);
-        Ranges& r = held_[key_id];
-        const std::uint64_t released = released_[key_id];
+        const std::lock_guard lock(held_->mu);
+        Ranges& r = held_->ranges[key_id];
+        const std::uint64_t released = held_->released[key_id];
         std::erase_if(r, [&](const auto& range) { return range.second <= released; });
         r.emplace_back(first, last);
-        text = encode_ranges(r);
     }
-    auto w =
-        committer_->submit([&](Db& txn) -> Result<void> { return stage_held(txn, key_id, text); });
+    // Strict batches call this concurrently (ha::NonceAllocator::on_reserve): the value is read
+    // when the work runs, so whichever write runs last holds this range too.
+    auto w = committer_->submit(
+        [&](Db& txn) -> Result<void> { return stage_held(txn, key_id, held_->text(key_id)); });
     if (!w) {
         // The values are still burnt-safe (etcd holds them); only their gap record after a crash
         // would be missing.
@@ -201,8 +206,8 @@ void PairNonceAuthority::finish(const NonceTicket& t, bool committed) {
         burn(t, "the release could not be made durable or the role was lost");
         return;
     }
-    const std::lock_guard lock(mu_);
-    auto& r = released_[t.key_id];
+    const std::lock_guard lock(held_->mu);
+    auto& r = held_->released[t.key_id];
     r = std::max(r, t.value);
 }
 
@@ -215,10 +220,10 @@ void PairNonceAuthority::audit_gap(const std::string& key_id, std::uint64_t firs
     // The values are already burnt in etcd (the high-water mark is above them): this record only
     // tells the operator why they were never issued. They leave the held ranges in the same
     // transaction, so a later crash does not report them twice.
-    std::optional<std::string> held;
+    bool held = false;
     {
-        const std::lock_guard lock(mu_);
-        if (auto it = held_.find(key_id); it != held_.end()) {
+        const std::lock_guard lock(held_->mu);
+        if (auto it = held_->ranges.find(key_id); it != held_->ranges.end()) {
             Ranges kept;
             for (const auto& [f, l] : it->second) {
                 if (l < first || f > last) {
@@ -229,16 +234,16 @@ void PairNonceAuthority::audit_gap(const std::string& key_id, std::uint64_t firs
                 if (l > last) kept.emplace_back(last + 1, l);
             }
             it->second = kept;
-            held = encode_ranges(kept);
+            held = true;
         }
     }
     const std::string ts = format_rfc3339(clock_->wall());
-    committer_->post(
-        [key_id, details = gap_details(first, last, reason), ts, held](Db& txn) -> Result<void> {
-            SIGNET_TRY(AuditLog::append(txn, {"system", "nonce.gap", key_id, "gap", details}, ts));
-            if (held) SIGNET_TRY(stage_held(txn, key_id, *held));
-            return ok();
-        });
+    committer_->post([key_id, details = gap_details(first, last, reason), ts, held,
+                      h = held_](Db& txn) -> Result<void> {
+        SIGNET_TRY(AuditLog::append(txn, {"system", "nonce.gap", key_id, "gap", details}, ts));
+        if (held) SIGNET_TRY(stage_held(txn, key_id, h->text(key_id)));
+        return ok();
+    });
 }
 
 Result<std::uint64_t> PairNonceAuthority::reserve(const std::string& key_id,

@@ -75,8 +75,17 @@ private:
     std::mutex mu_;
     std::unordered_map<std::string, std::uint64_t> floors_;  // not yet applied; guarded by mu_
     using Ranges = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
-    std::unordered_map<std::string, Ranges> held_;  // reserved, not yet released or audited
-    std::unordered_map<std::string, std::uint64_t> released_;  // highest released; guarded by mu_
+    // Shared with queued committer work, which encodes a key's ranges when it runs (not when it
+    // is queued): writes of meta 'ha.held.<key>' may be queued out of order by overlapping
+    // record_reserved calls, and the last one to run must hold every range recorded before it.
+    struct Held {
+        std::mutex mu;
+        std::unordered_map<std::string, Ranges> ranges;  // guarded by mu: not released or audited
+        std::unordered_map<std::string, std::uint64_t> released;  // guarded by mu: highest one
+        // The meta value for `key_id` now ("" when nothing is held). Caller holds no lock.
+        [[nodiscard]] std::string text(const std::string& key_id);
+    };
+    const std::shared_ptr<Held> held_ = std::make_shared<Held>();
 };
 
 }  // namespace signet::daemon

@@ -63,7 +63,8 @@ struct Reserved {
 
 // One strict-mode caller waiting for its batch.
 struct Waiter {
-    std::optional<Result<std::uint64_t>> result;
+    bool taken = false;  // guarded by Counter::mu: in a batch (no longer queued)
+    std::optional<Result<std::uint64_t>> result;  // guarded by Counter::mu
 };
 
 template <class N>
@@ -222,7 +223,8 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
         return absorb(c, r->kvs);
     }
 
-    // Caller holds c.txn_mu (and no other lock).
+    // Caller holds no lock, or c.txn_mu only (fast mode). Calls for one counter may overlap in
+    // strict mode (a batch's range is recorded while the next batch's txn runs).
     void reserved(const std::string& counter, std::uint64_t first, std::uint64_t last) {
         std::function<void(const std::string&, std::uint64_t, std::uint64_t)> cb;
         {
@@ -233,11 +235,16 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
     }
 
     // Caller holds c.txn_mu. Moves the mark up by `n` (or to `to` when set) with the guard;
-    // returns the range taken. Unknown outcomes are appended to `burnt` and retried above.
+    // returns the range taken (the caller reports it through reserved() before using it).
+    // Unknown outcomes are appended to `burnt` and retried above. `grow`, when set, is asked for
+    // the size before every attempt after the first (a strict batch takes in callers that queued
+    // while a lost attempt was in flight); it must never shrink the size.
     Result<Reserved> reserve(Counter& c, std::uint64_t n, std::vector<BurntRange>& burnt,
-                             std::optional<std::uint64_t> to = std::nullopt) {
+                             std::optional<std::uint64_t> to = std::nullopt,
+                             const std::function<std::uint64_t()>& grow = {}) {
         if (!c.known) SIGNET_TRY(load(c));
         for (int attempt = 0; attempt < std::max(1, options.max_attempts); ++attempt) {
+            if (attempt > 0 && grow) n = std::max(n, grow());
             const std::uint64_t base = std::max(c.mark, c.floor);
             if (to && c.mark >= *to) return Reserved{c.mark + 1, c.mark};  // never lowers
             if (!to && base > std::numeric_limits<std::uint64_t>::max() - n) {
@@ -259,7 +266,6 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
                 c.mark = hw;
                 c.mod_rev = r->revision;
                 c.floor = std::max(c.floor, hw);
-                if (!to && n > 0) reserved(c.name, base + 1, hw);
                 return Reserved{base + 1, hw};
             }
             if (r) {
@@ -349,6 +355,7 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
             // A fenced appliance would only be refused by the guard; do not spend a txn on it.
             std::optional<Result<Reserved>> r;
             if (need && fence->check()) r = reserve(c, options.block_size, burnt);
+            if (r && *r) reserved(c.name, (*r)->first, (*r)->last);
             std::lock_guard lock(c.mu);
             c.refill_posted = false;
             if (r && *r) {
@@ -381,6 +388,7 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
         }
         auto r = reserve(c, options.block_size, burnt);
         if (!r) return stopped(r.error(), c.name);
+        reserved(c.name, r->first, r->last);
         std::lock_guard lock(c.mu);
         if (c.generation != gen) {
             burnt.push_back({c.name, r->first, r->last, "blocks dropped during refill"});
@@ -409,35 +417,57 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
         }
     }
 
-    // Group commit: the first waiter to find no batch running commits for everyone queued.
+    // Caller holds c.mu. Moves queued callers into `batch` (up to max_batch in all).
+    void take_queued(Counter& c, std::vector<Waiter*>& batch) const {
+        const std::size_t cap = std::max<std::size_t>(1, options.max_batch);
+        while (!c.queue.empty() && batch.size() < cap) {
+            c.queue.front()->taken = true;
+            batch.push_back(c.queue.front());
+            c.queue.pop_front();
+        }
+    }
+
+    // Group commit: the first queued waiter to find no batch txn running commits one CAS for
+    // everyone queued, taking in those who queue while a lost attempt is in flight. Values still
+    // come from the mark in the batch's own txn, which began after every member called next(), so
+    // they are strictly increasing in real time across appliances. `committing` covers only the
+    // txn: once the mark is past this batch, the next batch may send its txn while this batch's
+    // range is recorded (on_reserve, a local fsync) and handed out.
     Result<std::uint64_t> next_strict(const std::shared_ptr<Counter>& c) {
         Waiter w;
         std::unique_lock lock(c->mu);
         c->queue.push_back(&w);
         while (!w.result) {
-            if (c->committing) {
+            if (w.taken || c->committing) {
                 c->cv.wait(lock);
                 continue;
             }
             c->committing = true;
-            const std::size_t n =
-                std::min(c->queue.size(), std::max<std::size_t>(1, options.max_batch));
-            std::vector<Waiter*> batch(c->queue.begin(),
-                                       c->queue.begin() + static_cast<std::ptrdiff_t>(n));
-            c->queue.erase(c->queue.begin(), c->queue.begin() + static_cast<std::ptrdiff_t>(n));
+            std::vector<Waiter*> batch;
+            take_queued(*c, batch);
             lock.unlock();
             std::vector<BurntRange> burnt;
             Result<Reserved> r = [&] {
                 std::lock_guard t(c->txn_mu);
-                return reserve(*c, n, burnt);
+                return reserve(*c, batch.size(), burnt, std::nullopt, [&] {
+                    std::lock_guard l(c->mu);
+                    take_queued(*c, batch);
+                    return static_cast<std::uint64_t>(batch.size());
+                });
             }();
+            lock.lock();
+            c->committing = false;
+            c->cv.notify_all();
+            lock.unlock();
+            // r covers exactly the batch: the last grow() call sized the successful attempt.
+            if (r) reserved(c->name, r->first, r->last);
             // Committed under the guard; still, nothing leaves a fenced appliance.
             Result<void> f = r ? fence->check() : ok();
             if (r && !f) burnt.push_back({c->name, r->first, r->last, "fenced after commit"});
             burn(burnt);
-            if (r && f) issued += n;
+            if (r && f) issued += batch.size();
             lock.lock();
-            for (std::size_t i = 0; i < n; ++i) {
+            for (std::size_t i = 0; i < batch.size(); ++i) {
                 if (!r) {
                     batch[i]->result = stopped(r.error(), c->name);
                 } else if (!f) {
@@ -446,7 +476,6 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
                     batch[i]->result = r->first + i;
                 }
             }
-            c->committing = false;
             c->cv.notify_all();
         }
         return std::move(*w.result);

@@ -297,6 +297,101 @@ TEST_CASE("strict mode batches concurrent callers into fewer transactions than c
     CHECK(a.stats().issued == kThreads);
 }
 
+TEST_CASE(
+    "strict mode: a batch whose CAS lost takes in the callers queued meanwhile before it retries",
+    "[ha][unit]") {
+    constexpr std::size_t kLate = 3;
+    Store s;
+    NonceAllocator a(s.ca, s.fence, options(AllocationMode::strict, 1000));
+    NonceAllocator b(s.cb, s.fence, options(AllocationMode::strict, 1000));
+    std::mutex mu;
+    std::condition_variable cv;
+    bool in_txn = false;
+    bool timed_out = false;
+    std::uint64_t peer = 0;
+    bool once = false;
+    s.ca->before_txn([&] {
+        if (std::exchange(once, true)) return;
+        peer = b.next("k").value();  // the peer commits while our first txn is in flight: it loses
+        {
+            std::lock_guard lock(mu);
+            in_txn = true;
+        }
+        cv.notify_all();
+        const auto give_up = std::chrono::steady_clock::now() + 10s;
+        while (a.waiting("k") < kLate) {
+            if (std::chrono::steady_clock::now() > give_up) {
+                timed_out = true;
+                return;
+            }
+            std::this_thread::yield();
+        }
+    });
+    std::vector<std::uint64_t> got(kLate + 1, 0);
+    std::vector<std::thread> threads;
+    threads.emplace_back([&] { got[0] = a.next("k").value(); });
+    {
+        std::unique_lock lock(mu);
+        REQUIRE(cv.wait_for(lock, 10s, [&] { return in_txn; }));
+    }
+    for (std::size_t i = 1; i <= kLate; ++i) {
+        threads.emplace_back([&, i] { got[i] = a.next("k").value(); });
+    }
+    for (auto& t : threads) t.join();
+    REQUIRE_FALSE(timed_out);
+    CHECK(peer == 1);
+    CHECK(got[0] == 2);  // the first caller is first in the batch
+    const std::set<std::uint64_t> distinct(got.begin(), got.end());
+    CHECK(distinct == std::set<std::uint64_t>{2, 3, 4, 5});
+    CHECK(s.ca->txns() == 2);  // the lost one and one retry for all four callers
+    CHECK(a.stats().conflicts == 1);
+    CHECK(a.stats().issued == kLate + 1);
+    CHECK(value(a.high_water("k")) == 5);
+}
+
+TEST_CASE("strict mode: the next batch's txn runs while a committed batch's range is recorded",
+          "[ha][unit]") {
+    Store s;
+    NonceAllocator a(s.ca, s.fence, options(AllocationMode::strict, 1000));
+    std::mutex mu;
+    std::condition_variable cv;
+    bool recording = false;
+    bool overlapped = false;
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
+    a.on_reserve([&](const std::string&, std::uint64_t first, std::uint64_t last) {
+        bool first_call = false;
+        {
+            std::lock_guard lock(mu);
+            ranges.emplace_back(first, last);
+            first_call = !std::exchange(recording, true);
+        }
+        if (!first_call) return;
+        cv.notify_all();
+        // Hold the first batch's record (a local fsync in the daemon) until the second batch has
+        // sent its txn (bounded).
+        const auto give_up = std::chrono::steady_clock::now() + 10s;
+        while (s.ca->txns() < 2 && std::chrono::steady_clock::now() < give_up) {
+            std::this_thread::yield();
+        }
+        overlapped = s.ca->txns() >= 2;
+    });
+    std::uint64_t v1 = 0;
+    std::uint64_t v2 = 0;
+    std::thread t1([&] { v1 = a.next("k").value(); });
+    {
+        std::unique_lock lock(mu);
+        REQUIRE(cv.wait_for(lock, 10s, [&] { return recording; }));
+    }
+    std::thread t2([&] { v2 = a.next("k").value(); });
+    t2.join();
+    t1.join();
+    CHECK(overlapped);
+    CHECK(v1 == 1);
+    CHECK(v2 == 2);
+    // Each range was reported before any of its values was handed out.
+    CHECK(ranges == std::vector<std::pair<std::uint64_t, std::uint64_t>>{{1, 1}, {2, 2}});
+}
+
 TEST_CASE("a deposed active gets not_active and no value", "[ha][unit]") {
     const auto mode = GENERATE(AllocationMode::fast, AllocationMode::strict);
     Store s;

@@ -11,7 +11,8 @@
 // strict: callers wait for a batch: one CAS per batch of concurrent requests, values taken from the
 //         high-water mark in that transaction, so values are strictly increasing in real time
 //         across both appliances (a request that completed before another began got a smaller
-//         value).
+//         value). A batch whose CAS lost takes in the callers that queued meanwhile before it
+//         retries; the next batch's txn may run while a committed batch is recorded (on_reserve).
 //
 // A transaction whose outcome is unknown burns every value it may have taken: they are reported
 // through the burn callback (audit) and never issued. Values are returned only after the
@@ -91,8 +92,9 @@ public:
     void on_burn(std::function<void(const BurntRange&)> callback);
     // Called for every range [first, last] a committed transaction reserved for this appliance,
     // before any value of it is handed out (so a record of it can be made durable first). Runs on
-    // the allocating thread with the counter's transaction lock held: it must not call back into
-    // the allocator.
+    // the allocating thread and must not call back into the allocator. Strict mode calls it after
+    // the counter's next batch may have started (no lock held), so calls for one counter can
+    // overlap and finish out of order: the callback must keep every range it was given.
     void on_reserve(
         std::function<void(const std::string& counter, std::uint64_t first, std::uint64_t last)>
             callback);
