@@ -430,7 +430,8 @@ if [[ $kills -gt 0 ]]; then
     poll_intervals=$((poll_intervals + n_int))
     awk -v k="$k" -v n="${pair_names[ai]}" '$2 == 200 { print k, n, $1, $3 }' "$log_a" >>"$work/nonces"
     awk -v k="$k" -v n="${pair_names[si]}" '$2 == 200 { print k, ($4 == "-" ? n : $4), $1, $3 }' "$log_s" >>"$work/nonces"
-    old_max=$(awk -v o="${pair_names[ai]}" '$2 == 200 && ($4 == "-" || $4 == o) { if ($3 > m) m = $3 } END { print m + 0 }' "$log_a" "$log_s")
+    # Every nonce the old active signed: its own answers, and the survivor's forwards it served.
+  old_max=$(awk -v o="${pair_names[ai]}" -v la="$log_a" '$2 == 200 && (FILENAME == la || $4 == o) { if ($3 > m) m = $3 } END { print m + 0 }' "$log_a" "$log_s")
     new_min=$(awk -v k="$kill_us" '$1 > k && $2 == 200 && $4 == "-" { if (m == "" || $3 < m) m = $3 } END { print (m == "" ? "-" : m) }' "$log_s")
     [[ $new_min == - || $new_min -gt $old_max ]] || order_violations=$((order_violations + 1))
     codes=$(awk -v k="$kill_us" '$1 > k && $2 != 200 { c[$2]++ } END { for (x in c) printf "%s%s x%d", (n++ ? ", " : ""), x, c[x] }' "$log_s")
