@@ -373,7 +373,7 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
         const TlsIdentity* identity = p.tls.get();
         forwarder = std::make_shared<web::PeerForwarder>(web::ForwarderOptions{
             [identity](ssl_ctx_st* ctx) { return identity->use_as_client(ctx); },
-            std::chrono::milliseconds(10'000), 16, std::max<std::size_t>(1, c.worker_threads / 2),
+            c.forward_timeout, 16, std::max<std::size_t>(1, c.worker_threads / 2),
             logger, metrics});
     }
 

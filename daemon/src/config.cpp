@@ -143,6 +143,7 @@ Result<void> parse_ha(Table t, Config& c, const std::string& origin) {
     SIGNET_TRY(t.get("advertise_url", c.advertise_url));
     SIGNET_TRY(t.get_path("so_pin_file", c.so_pin_file));
     SIGNET_TRY(t.get("forward", c.forward));
+    SIGNET_TRY(t.get_ms("forward_timeout_ms", c.forward_timeout));
     return t.done();
 }
 
@@ -328,6 +329,9 @@ Result<void> validate_ha(const Config& c) {
                    "grants leases in seconds)");
     }
     if (c.etcd_timeout.count() <= 0) return bad("config", "[ha] etcd_timeout_ms must be positive");
+    if (c.forward_timeout.count() <= 0) {
+        return bad("config", "[ha] forward_timeout_ms must be positive");
+    }
     if (c.forward && (!c.tls || !c.request_client_certs)) {
         return bad("config",
                    "[ha] forward needs TLS with client certificates ([server] tls = true, [tls] "

@@ -69,6 +69,7 @@ struct Config {
     // to the active; in dual-active, a key only the peer holds). false: refused with 503 naming
     // the appliance that can serve them.
     bool forward = true;
+    std::chrono::milliseconds forward_timeout{10'000};  // one forwarded request, end to end
 
     [[nodiscard]] std::filesystem::path database_path() const { return data_dir / "signet.db"; }
     [[nodiscard]] std::filesystem::path tls_dir() const { return data_dir / "tls"; }

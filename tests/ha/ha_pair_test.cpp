@@ -112,7 +112,9 @@ TEST_CASE("a hot standby without forwarding refuses to sign, names the active, a
 
 TEST_CASE("a hot standby forwards signing requests to the active, which audits them as forwarded",
           "[ha][integration]") {
-    TestPair pair;
+    PairOptions options;
+    options.forward_timeout_ms = 1000;
+    TestPair pair(options);
     ApiClient admin_a = pair.api(0);
     const auto key = signet::test::create_key(admin_a, "ecdsa-p256", "fwd", envelope_policy());
     const std::string id = signet::test::str(key, "id");
@@ -186,6 +188,16 @@ TEST_CASE("a hot standby forwards signing requests to the active, which audits t
     INFO(admin_route.describe());
     signet::test::check_api_error(admin_route, 401, "unauthenticated");
     CHECK_THAT(admin_route.error_message(), Catch::Contains("only on the signing routes"));
+
+    // The active stops answering while a request is on its way (a kept-alive connection): the
+    // standby cannot know whether it was signed, and says so.
+    pair.appliance(0).send_signal(SIGSTOP);
+    const ApiReply lost = sb.post("/v1/keys/" + id + "/sign", nonce_body);
+    pair.appliance(0).send_signal(SIGCONT);
+    INFO(lost.describe());
+    signet::test::check_api_error(lost, 502, "peer_outcome_unknown");
+    CHECK_THAT(lost.error_message(), Catch::Contains("may have been signed there"));
+    CHECK(lost.headers.count("Retry-After") == 0);
 }
 
 TEST_CASE("kill -9 of the active under nonce load: the standby takes over and no nonce repeats",

@@ -27,6 +27,9 @@ void TestPair::configure(SignetDaemon& d, std::size_t i) const {
     d.set_option("ha", "so_pin_file", "\"" + (d.var_dir() / "so-pin").string() + "\"");
     d.set_option("ha", "advertise_url", "\"https://127.0.0.1:" + std::to_string(port) + "\"");
     d.set_option("ha", "forward", options_.forward ? "true" : "false");
+    if (options_.forward_timeout_ms > 0) {
+        d.set_option("ha", "forward_timeout_ms", std::to_string(options_.forward_timeout_ms));
+    }
 }
 
 TestPair::TestPair(PairOptions options) : options_(std::move(options)) {

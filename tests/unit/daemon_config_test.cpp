@@ -132,6 +132,10 @@ TEST_CASE("validation refuses unsafe or impossible combinations", "[daemon][unit
               std::string::npos);
         c.forward = false;
         CHECK_OK(sd::validate(c));
+        c.forward_timeout = std::chrono::milliseconds(0);
+        const auto t = sd::validate(c);
+        REQUIRE_FALSE(t.has_value());
+        CHECK(t.error().message().find("forward_timeout_ms") != std::string::npos);
     }
     SECTION("zero workers") {
         c.worker_threads = 0;

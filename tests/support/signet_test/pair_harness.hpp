@@ -20,6 +20,7 @@ struct PairOptions {
     std::size_t nonce_block = 100;
     std::size_t etcd_members = 3;  // 3: a, b and a witness; 2: no witness
     bool forward = true;  // [ha] forward: requests this appliance cannot serve go to the peer
+    int forward_timeout_ms = 0;  // [ha] forward_timeout_ms; 0: the default
 };
 
 class TestPair {
