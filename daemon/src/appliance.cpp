@@ -372,9 +372,8 @@ Result<std::unique_ptr<Appliance>> Appliance::start(const Config& c,
         // The identity outlives the server, and with it every forwarded request.
         const TlsIdentity* identity = p.tls.get();
         forwarder = std::make_shared<web::PeerForwarder>(web::ForwarderOptions{
-            [identity](ssl_ctx_st* ctx) { return identity->use_as_client(ctx); },
-            c.forward_timeout, 16, std::max<std::size_t>(1, c.worker_threads / 2),
-            logger, metrics});
+            [identity](ssl_ctx_st* ctx) { return identity->use_as_client(ctx); }, c.forward_timeout,
+            16, std::max<std::size_t>(1, c.worker_threads / 2), logger, metrics});
     }
 
     std::optional<Bytes> setup_hash;
