@@ -550,7 +550,7 @@ int cmd_ha(const Args& a) {
         for (const auto& s : r->at("steps").as_array()) {
             const auto& o = s.as_object();
             const bool done = o.at("done").as_bool();
-            std::fprintf(stderr, "%d. [%s] %s\n", ++n, done ? "done" : "todo",
+            std::fprintf(stderr, "%d. [%s] %s\n", ++n, done ? "done" : "open",
                          std::string(o.at("step").as_string()).c_str());
             const std::string how(o.at("how").as_string());
             if (!done && !how.empty()) std::fprintf(stderr, "     %s\n", how.c_str());
