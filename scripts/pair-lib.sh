@@ -88,6 +88,7 @@ pair_start_etcd() {
       --initial-cluster "$cluster" --initial-cluster-state "$state" \
       --initial-cluster-token "${pair_etcd_token:-signet-demo-pair}" \
       --heartbeat-interval 50 --election-timeout 500 --pre-vote=true \
+      --auto-compaction-mode periodic --auto-compaction-retention 1h \
       --logger zap --log-outputs "$pair_root/etcd-$n.log" >>"$pair_root/etcd-$n.out" 2>&1 &
     pair_pids+=($!)
   done

@@ -94,6 +94,7 @@ Result<boost::json::object> force_promote(const Config& c, const ForcePromoteOpt
     const auto fenced = SIGNET_TRY(other_appliances(*etcd, c));
     ha::TxnRequest cleanup;
     cleanup.success.push_back(ha::Op::del(prefix + "leader"));
+    cleanup.success.push_back(ha::Op::del(prefix + "beat"));
     const std::string members = prefix + "members/";
     cleanup.success.push_back(ha::Op::del(members, ha::prefix_end(members)));
     const std::string ts = format_rfc3339(std::chrono::system_clock::now());

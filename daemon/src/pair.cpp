@@ -193,6 +193,9 @@ Result<std::unique_ptr<Pair>> Pair::start(const Config& c, bool store_was_in_pai
     ro.lease_ttl = c.lease_ttl;
     // Each call made by a tick must end well within the lease so that renewals keep up.
     ro.call_timeout = std::min(c.etcd_timeout, c.lease_ttl / 4);
+    // A killed active is replaced once its heartbeat has been silent for half the TTL plus the
+    // margin, without waiting for etcd's lease expiry (role.hpp).
+    ro.beat_timeout = c.lease_ttl / 2;
     impl->role = std::make_shared<ha::RoleMachine>(impl->coordinator, clock, ro, logger);
     // A standby notices an expired leader key within one tick; the active renews 10x per TTL at
     // 1 s, so one lost keep-alive never costs the role.

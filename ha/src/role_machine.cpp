@@ -5,7 +5,9 @@
 // revision must still equal our term when an allocation commits) and the monotonic deadline
 // (check() fails once the lease cannot be proven valid, even if we never hear that we lost it).
 // The deadline only ever moves forward from the *send* time of a successful grant/keep-alive, so
-// it is never later than etcd's own expiry of the lease.
+// it is never later than etcd's own expiry of the lease. With heartbeats on, a second deadline
+// (send time of the last committed heartbeat + beat_timeout) bounds the role as well, and a
+// standby may take over once it has seen no heartbeat for longer than that (role.hpp).
 #include <boost/json.hpp>
 
 #include "signet/ha/role.hpp"
@@ -77,6 +79,7 @@ struct RoleMachine::State {
           options(std::move(o)),
           logger(std::move(l)),
           leader_key(options.prefix + "leader"),
+          beat_key(options.prefix + "beat"),
           member_key(options.prefix + "members/" + options.name) {}
 
     const std::shared_ptr<Coordinator> coordinator;
@@ -84,23 +87,31 @@ struct RoleMachine::State {
     const RoleOptions options;
     const std::shared_ptr<Logger> logger;
     const std::string leader_key;
+    const std::string beat_key;  // hot-standby heartbeat, on the leader's lease
     const std::string member_key;
 
     // Serialises tick() and resign(): only they change role, term and lease, so a tick may read
     // them once, talk to the coordinator without holding mu, and write back.
     std::mutex tick_mu;
     bool changed = false;  // guarded by tick_mu: a role change waits to be announced
+    // Standby, heartbeats on: the active's term and heartbeat revision last seen (0: absent), and
+    // when a reply first showed that pair.
+    std::int64_t seen_term = 0;   // guarded by tick_mu
+    std::int64_t seen_beat = -1;  // guarded by tick_mu
+    TimePoint seen_at{};          // guarded by tick_mu
 
     mutable std::mutex mu;
     Role role = Role::starting;  // guarded by mu
     std::int64_t term = 0;       // guarded by mu; hot-standby: leader key's create revision
     std::int64_t lease_id = 0;   // guarded by mu; 0: no lease held
     TimePoint deadline{};        // guarded by mu; lease provably valid while monotonic < deadline
-    TimePoint hold_off_until{};  // guarded by mu; no campaign before this (resign)
-    std::string leader_name;     // guarded by mu
-    std::string leader_url;      // guarded by mu
-    std::string reason;          // guarded by mu
-    std::uint64_t transitions = 0;                                  // guarded by mu
+    TimePoint
+        beat_deadline{};  // guarded by mu; heartbeats on: last committed beat's send + timeout
+    TimePoint hold_off_until{};     // guarded by mu; no campaign before this (resign)
+    std::string leader_name;        // guarded by mu
+    std::string leader_url;         // guarded by mu
+    std::string reason;             // guarded by mu
+    std::uint64_t transitions = 0;  // guarded by mu
     std::vector<std::function<void(const RoleStatus&)>> callbacks;  // guarded by mu
 
     struct Held {
@@ -111,6 +122,13 @@ struct RoleMachine::State {
 
     [[nodiscard]] TimePoint now() const { return clock->monotonic(); }
     [[nodiscard]] Milliseconds timeout() const { return options.call_timeout; }
+    [[nodiscard]] bool beats() const {
+        return options.mode == PairMode::hot_standby && options.beat_timeout.count() > 0;
+    }
+    // Caller holds mu. The role is provable while monotonic < this.
+    [[nodiscard]] TimePoint proof_end() const {
+        return beats() ? std::min(deadline, beat_deadline) : deadline;
+    }
 
     Held held() const {
         std::lock_guard lock(mu);
@@ -164,7 +182,7 @@ struct RoleMachine::State {
     // Keep-alive failed without an answer: the role stands only while the deadline does.
     void keepalive_unanswered(const Error& e) {
         std::lock_guard lock(mu);
-        if (now() >= deadline) {
+        if (now() >= proof_end()) {
             become(Role::isolated, "lease not provable: " + e.message());
         } else {
             reason = "keep-alive failed (role held until the lease deadline): " + e.message();
@@ -180,7 +198,41 @@ struct RoleMachine::State {
         }
     }
 
+    // Our leader key was deleted or replaced behind our back: stop first, then let go.
+    void deposed(const Held& h, const std::vector<KeyValue>& leader) {
+        {
+            std::lock_guard lock(mu);
+            lease_id = 0;
+            term = 0;
+        }
+        set_standby(leader, "leader key no longer ours");
+        revoke(h.lease_id);
+    }
+
+    // Heartbeats on: commits `<prefix>beat` under the guard. false when deposed (handled here);
+    // an unanswered heartbeat leaves beat_deadline where it was.
+    bool beat(const Held& h) {
+        const TimePoint sent = now();
+        TxnRequest t;
+        t.compare.push_back(Compare::create_revision_equals(leader_key, h.term));
+        t.success.push_back(Op::put(beat_key, options.name, h.lease_id));
+        t.failure.push_back(Op::get(leader_key));
+        auto r = coordinator->txn(t, timeout());
+        if (r && r->succeeded) {
+            std::lock_guard lock(mu);
+            beat_deadline = sent + options.beat_timeout;
+            return true;
+        }
+        if (r) {
+            deposed(h, r->results.empty() ? std::vector<KeyValue>{} : r->results.front());
+            return false;
+        }
+        return true;
+    }
+
     void renew_leader(const Held& h) {
+        // The heartbeat first: a slow keep-alive must not starve it.
+        if (beats() && !beat(h)) return;
         const TimePoint sent = now();
         auto ka = coordinator->lease_keepalive(h.lease_id, timeout());
         if (!ka) {
@@ -206,23 +258,58 @@ struct RoleMachine::State {
             std::lock_guard lock(mu);
             deadline = sent + *ka - options.safety_margin;
         }
-        auto r = coordinator->range(leader_key, {}, timeout());
-        if (!r) return;  // lease renewed; the guard still protects every allocation
-        if (r->kvs.empty() || r->kvs.front().create_revision != h.term) {
-            // Our key was deleted (or replaced) behind our back: stop first, then let go.
-            {
-                std::lock_guard lock(mu);
-                lease_id = 0;
-                term = 0;
+        if (!beats()) {
+            // Without heartbeats, a read tells whether the key is still ours.
+            auto r = coordinator->range(leader_key, {}, timeout());
+            if (!r) return;  // lease renewed; the guard still protects every allocation
+            if (r->kvs.empty() || r->kvs.front().create_revision != h.term) {
+                deposed(h, r->kvs);
+                return;
             }
-            set_standby(r->kvs, "leader key no longer ours");
-            revoke(h.lease_id);
-            return;
         }
         std::lock_guard lock(mu);
         leader_name = options.name;
         leader_url = options.url;
-        become(Role::active, {});
+        if (now() >= proof_end()) {
+            become(Role::isolated, "heartbeat not committed within " +
+                                       std::to_string(options.beat_timeout.count()) + " ms");
+        } else {
+            become(Role::active, {});
+        }
+    }
+
+    // Standby, heartbeats on: true once the silent active's leader key has been deleted (the
+    // caller then campaigns at once); false while its heartbeat is fresh or the delete failed.
+    bool take_over(const KeyValue& leader) {
+        // Read after the leader key; whatever it shows, the delete below commits only if neither
+        // key changed since.
+        auto b = coordinator->range(beat_key, {}, timeout());
+        if (!b) return false;
+        const std::int64_t beat_rev = b->kvs.empty() ? 0 : b->kvs.front().mod_revision;
+        const TimePoint n = now();
+        if (leader.create_revision != seen_term || beat_rev != seen_beat) {
+            seen_term = leader.create_revision;
+            seen_beat = beat_rev;
+            seen_at = n;
+            return false;
+        }
+        const Milliseconds silent = std::chrono::duration_cast<Milliseconds>(n - seen_at);
+        if (silent < options.beat_timeout + options.safety_margin) return false;
+        TxnRequest t;
+        t.compare.push_back(Compare::create_revision_equals(leader_key, seen_term));
+        t.compare.push_back(Compare::mod_revision_equals(beat_key, seen_beat));
+        t.success.push_back(Op::del(leader_key));
+        t.success.push_back(Op::del(beat_key));
+        auto r = coordinator->txn(t, timeout());
+        if (!r || !r->succeeded) return false;  // a heartbeat landed, or no answer: look again
+        seen_term = 0;
+        seen_beat = -1;
+        const LeaderRecord old = parse_leader_record(leader.value);
+        logger->log(LogLevel::warn, "ha", "takeover",
+                    {{"from", old.name},
+                     {"term", seen_term},
+                     {"silent_ms", static_cast<std::int64_t>(silent.count())}});
+        return true;
     }
 
     void campaign(const Held& h) {
@@ -231,13 +318,16 @@ struct RoleMachine::State {
             set_isolated("coordinator unreachable: " + r.error().message());
             return;
         }
+        const std::vector<KeyValue>& leader = r->kvs;
+        const bool holding_off = now() < h.hold_off_until;
         // A leader key with our name but not our lease (a previous run of this appliance) is
-        // not adopted: two processes with one name would then share a term. It expires.
-        if (!r->kvs.empty()) {
-            set_standby(r->kvs, {});
+        // not adopted: two processes with one name would then share a term. It expires, or,
+        // with heartbeats, is taken over once silent.
+        if (!leader.empty() && (!beats() || holding_off || !take_over(leader.front()))) {
+            set_standby(leader, {});
             return;
         }
-        if (now() < h.hold_off_until) {
+        if (holding_off) {
             set_standby({}, "holding off after resign");
             return;
         }
@@ -254,7 +344,7 @@ struct RoleMachine::State {
         auto tr = coordinator->txn(t, timeout());
         if (tr && tr->succeeded) {
             // The put created the key, so its create revision is this txn's revision.
-            won(lease->id, tr->revision, sent + lease->ttl);
+            won(lease->id, tr->revision, sent, lease->ttl);
             return;
         }
         if (tr) {
@@ -266,7 +356,7 @@ struct RoleMachine::State {
             // Maybe applied: the key is ours exactly when it carries our lease.
             auto rb = coordinator->range(leader_key, {}, timeout());
             if (rb && !rb->kvs.empty() && rb->kvs.front().lease == lease->id) {
-                won(lease->id, rb->kvs.front().create_revision, sent + lease->ttl);
+                won(lease->id, rb->kvs.front().create_revision, sent, lease->ttl);
                 return;
             }
         }
@@ -274,11 +364,13 @@ struct RoleMachine::State {
         set_isolated("campaign failed: " + tr.error().message());
     }
 
-    void won(std::int64_t id, std::int64_t new_term, TimePoint lease_end) {
+    void won(std::int64_t id, std::int64_t new_term, TimePoint sent, Milliseconds ttl) {
         std::lock_guard lock(mu);
         lease_id = id;
         term = new_term;
-        deadline = lease_end - options.safety_margin;
+        deadline = sent + ttl - options.safety_margin;
+        // The grant's send time precedes the campaign's commit, which a standby sees first.
+        beat_deadline = sent + options.beat_timeout;
         leader_name = options.name;
         leader_url = options.url;
         become(Role::active, {});
@@ -343,8 +435,8 @@ struct RoleMachine::State {
         if (role == Role::active || role == Role::dual) {
             const TimePoint t = now();
             st.term = options.mode == PairMode::hot_standby ? term : 0;
-            if (t < deadline) {
-                st.lease_remaining = std::chrono::duration_cast<Milliseconds>(deadline - t);
+            if (t < proof_end()) {
+                st.lease_remaining = std::chrono::duration_cast<Milliseconds>(proof_end() - t);
             } else {
                 // Not announced yet (the next tick does), but already not signing: say so.
                 st.role = Role::isolated;
@@ -459,12 +551,12 @@ Result<void> RoleMachine::check() const {
             // Dual-active is held to the same rule as the active: CAS alone would keep values
             // unique, but an appliance that cannot prove its member lease is cut off from the
             // pair and must stop within the lease bound (G4), so it fails here too.
-            if (t < s_->deadline) return ok();
+            if (t < s_->proof_end()) return ok();
             return make_error(
                 HaErrc::fenced,
                 "lease not provable: deadline passed " +
                     std::to_string(
-                        std::chrono::duration_cast<Milliseconds>(t - s_->deadline).count()) +
+                        std::chrono::duration_cast<Milliseconds>(t - s_->proof_end()).count()) +
                     " ms ago");
         case Role::standby: return make_error(HaErrc::not_active, s_->standby_reason());
         case Role::starting:

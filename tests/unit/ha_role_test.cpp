@@ -28,7 +28,8 @@ namespace {
 
 const std::string kPrefix = "/signet/t/";
 
-RoleOptions options(const std::string& name, PairMode mode = PairMode::hot_standby) {
+RoleOptions options(const std::string& name, PairMode mode = PairMode::hot_standby,
+                    std::chrono::milliseconds beat_timeout = 0ms) {
     RoleOptions o;
     o.prefix = kPrefix;
     o.name = name;
@@ -37,13 +38,14 @@ RoleOptions options(const std::string& name, PairMode mode = PairMode::hot_stand
     o.lease_ttl = 1000ms;
     o.safety_margin = 150ms;
     o.call_timeout = 300ms;
+    o.beat_timeout = beat_timeout;
     return o;
 }
 
 // One store, two appliances "a" and "b", each with its own coordinator (and faults).
 struct Pair {
-    explicit Pair(PairMode mode = PairMode::hot_standby)
-        : a(ca, clock, options("a", mode)), b(cb, clock, options("b", mode)) {}
+    explicit Pair(PairMode mode = PairMode::hot_standby, std::chrono::milliseconds beat = 0ms)
+        : a(ca, clock, options("a", mode, beat)), b(cb, clock, options("b", mode, beat)) {}
 
     std::shared_ptr<FakeClock> clock = std::make_shared<FakeClock>();
     std::shared_ptr<FakeStore> store = std::make_shared<FakeStore>(clock);
@@ -52,12 +54,13 @@ struct Pair {
     RoleMachine a;
     RoleMachine b;
 
-    [[nodiscard]] signet::ha::KeyValue leader() const {
+    [[nodiscard]] signet::ha::KeyValue key(const std::string& name) const {
         for (const auto& kv : store->dump(kPrefix)) {
-            if (kv.key == kPrefix + "leader") return kv;
+            if (kv.key == kPrefix + name) return kv;
         }
         return {};
     }
+    [[nodiscard]] signet::ha::KeyValue leader() const { return key("leader"); }
 };
 
 bool fails_with(const signet::Result<void>& r, HaErrc e) {
@@ -357,4 +360,112 @@ TEST_CASE("an on_change callback may call back into the machine, even resign()",
     CHECK(seen == std::vector<Role>{Role::active, Role::standby});
     CHECK(p.leader().create_revision == 0);
     CHECK(fails_with(p.a.check(), HaErrc::not_active));
+}
+
+// Heartbeat takeover: beat_timeout 500 ms, margin 150 ms, lease TTL 1 s. Leases never expire in
+// these tests unless they say so: every takeover below happens before etcd would expire the lease.
+TEST_CASE(
+    "with heartbeats a standby takes over a silent active after beat_timeout + margin, before "
+    "its lease expires, and the old active is fenced by then",
+    "[ha][unit]") {
+    Pair p(PairMode::hot_standby, 500ms);
+    p.a.tick();  // t0: active, beat deadline t0 + 500 ms
+    p.b.tick();  // first sight of (term, no heartbeat yet)
+    const std::int64_t old_term = p.a.status().term;
+    p.clock->advance(100ms);
+    p.a.tick();  // t0 + 100: heartbeat, deadline t0 + 600
+    CHECK(p.key("beat").value == "a");
+    CHECK(p.key("beat").lease == p.leader().lease);  // goes with the leader's lease
+    CHECK(p.a.status().lease_remaining == 500ms);
+    p.b.tick();  // sees the heartbeat at t0 + 100
+    // a dies here. Its lease (renewed at t0 + 100) would stand until t0 + 1100.
+    p.clock->advance(499ms);
+    CHECK_OK(p.a.check());
+    p.clock->advance(1ms);
+    CHECK(fails_with(p.a.check(), HaErrc::fenced));  // t0 + 600: by its own clock
+    p.clock->advance(149ms);
+    p.b.tick();  // silent for 649 ms: not yet
+    CHECK(p.b.status().role == Role::standby);
+    CHECK(p.leader().create_revision == old_term);
+    p.clock->advance(1ms);
+    p.b.tick();  // 650 ms: delete the silent leader key, campaign
+    CHECK(p.b.status().role == Role::active);
+    CHECK(p.b.status().term > old_term);
+    CHECK_OK(p.b.check());
+    CHECK(commits_with(*p.cb, p.b.guard()));
+    CHECK_FALSE(commits_with(*p.ca, p.a.guard()));
+
+    // a wakes up: its heartbeat fails the guard, so it learns it was deposed and steps down.
+    p.a.tick();
+    CHECK(p.a.status().role == Role::standby);
+    CHECK(p.a.status().leader_name == "b");
+    CHECK(fails_with(p.a.check(), HaErrc::not_active));
+}
+
+TEST_CASE("with heartbeats a standby never takes over while the active's heartbeats commit",
+          "[ha][unit]") {
+    Pair p(PairMode::hot_standby, 500ms);
+    p.a.tick();
+    p.b.tick();
+    for (int i = 0; i < 30; ++i) {  // 6 s: many lease TTLs and heartbeat timeouts
+        p.clock->advance(200ms);
+        p.a.tick();
+        p.b.tick();
+        REQUIRE(p.b.status().role == Role::standby);
+        REQUIRE_OK(p.a.check());
+    }
+    CHECK(p.a.status().transitions == 1);
+}
+
+TEST_CASE(
+    "with heartbeats a takeover loses to a heartbeat that commits between the standby's read "
+    "and its delete",
+    "[ha][unit]") {
+    Pair p(PairMode::hot_standby, 500ms);
+    p.a.tick();
+    p.b.tick();
+    const std::int64_t term = p.a.status().term;
+    p.clock->advance(700ms);  // a was stalled (fenced by now), b has seen nothing new
+    CHECK(fails_with(p.a.check(), HaErrc::fenced));
+    // a resumes just as b decides: its heartbeat commits before b's delete.
+    p.cb->before_txn([&] { p.a.tick(); });
+    p.b.tick();
+    p.cb->before_txn({});
+    CHECK(p.b.status().role == Role::standby);
+    CHECK(p.a.status().role == Role::active);
+    CHECK(p.leader().create_revision == term);
+    CHECK_OK(p.a.check());
+    // b counts afresh from the heartbeat it now sees.
+    p.clock->advance(100ms);
+    p.b.tick();
+    CHECK(p.b.status().role == Role::standby);
+}
+
+TEST_CASE(
+    "with heartbeats an active whose heartbeats do not commit stops issuing beat_timeout after "
+    "the last one that did, though its keep-alives succeed",
+    "[ha][unit]") {
+    Pair p(PairMode::hot_standby, 500ms);
+    std::vector<Role> changes;
+    p.a.on_change([&](const RoleStatus& st) { changes.push_back(st.role); });
+    p.a.tick();  // t0: deadline t0 + 500 by the campaign
+    for (int i = 0; i < 4; ++i) {
+        p.clock->advance(100ms);
+        p.ca->inject(Fault::lost_request, 1, true);  // the heartbeat txn never arrives
+        p.a.tick();                                  // the keep-alive does
+        REQUIRE(p.a.status().role == Role::active);
+    }
+    p.clock->advance(99ms);
+    CHECK_OK(p.a.check());  // t0 + 499
+    p.clock->advance(1ms);
+    CHECK(fails_with(p.a.check(), HaErrc::fenced));
+    CHECK(p.a.status().role == Role::isolated);
+    p.ca->inject(Fault::lost_request, 1, true);
+    p.a.tick();
+    CHECK(changes == std::vector<Role>{Role::active, Role::isolated});
+    // A heartbeat that commits under the same term gives the role back.
+    p.a.tick();
+    CHECK(p.a.status().role == Role::active);
+    CHECK_OK(p.a.check());
+    CHECK(changes == std::vector<Role>{Role::active, Role::isolated, Role::active});
 }

@@ -9,6 +9,16 @@
 // earlier than its receipt of that keep-alive plus the TTL, so the old active stops before the
 // standby can take over (G4).
 //
+// Heartbeat takeover (beat_timeout > 0), so that a failover does not wait for etcd to expire the
+// lease (up to TTL + 500 ms, etcd's expiry sweep): on every tick the active commits a heartbeat,
+// `<prefix>beat` put under the guard, and also stops issuing values beat_timeout after the send
+// time of its last committed heartbeat. A standby that sees neither the term nor the heartbeat's
+// mod revision change for beat_timeout + safety_margin (by its own monotonic clock, counted from
+// the reply that first showed them) deletes the leader key in a transaction that compares both,
+// then campaigns. If that transaction commits, no heartbeat committed after the one it saw, so
+// the old active's last provable instant (send time + beat_timeout) lay before the standby's
+// decision by at least the margin: the two never issue values at the same time.
+//
 // Dual-active: no leader; both appliances allocate (CAS makes that safe) and each keeps a
 // member key `<prefix>members/<name>` on its own lease so the peer's health is visible.
 #pragma once
@@ -60,6 +70,10 @@ struct RoleOptions {
     Milliseconds lease_ttl{1000};
     Milliseconds safety_margin{150};  // subtracted from the provable lease deadline
     Milliseconds call_timeout{300};   // each coordinator call made by tick()
+    // Hot-standby heartbeat takeover (see the top of this file); 0 turns it off, and a standby
+    // then waits for etcd to expire the active's lease. Must be below lease_ttl - safety_margin
+    // to make any difference.
+    Milliseconds beat_timeout{0};
 };
 
 struct RoleStatus {
