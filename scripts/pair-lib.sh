@@ -19,6 +19,7 @@
 #   pair_cluster                      [ha] cluster (etcd keyspace /signet/<cluster>/)
 #   pair_extra_ha                     extra lines for the [ha] section (e.g. nonce_allocation), or ""
 #   pair_token                        the admin token file (written by pair_setup)
+#   pair_signetd_args=(...)           extra signetd options (e.g. --worker-threads N), or ()
 # The functions maintain:
 #   pair_pids=()                      every process started (pair_stop_all stops them)
 #   pair_apid=(PID0 PID1)             each appliance's signetd, while it runs ("" otherwise)
@@ -27,6 +28,7 @@ pair_names=(a b w)
 pair_pids=()
 pair_apid=("" "")
 pair_extra_ha=""
+pair_signetd_args=()
 
 pair_msg() { echo "${pair_prog:-pair}: $*"; }
 pair_err() { echo "${pair_prog:-pair}: $*" >&2; }
@@ -140,7 +142,7 @@ pair_ctl() {
 pair_start() {
   local i=$1 var=${pair_var[$1]} timeout=${2:-60} pid
   [[ -f $var/signetd.log ]] && cat "$var/signetd.log" >>"$var/signetd.log.prev"
-  SOFTHSM2_CONF=$var/softhsm2.conf "$pair_signetd" --config "$var/signetd.toml" \
+  SOFTHSM2_CONF=$var/softhsm2.conf "$pair_signetd" --config "$var/signetd.toml" "${pair_signetd_args[@]}" \
     >"$var/signetd.out" 2>"$var/signetd.log" &
   pid=$!
   pair_pids+=("$pid")

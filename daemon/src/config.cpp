@@ -135,7 +135,9 @@ Result<void> parse_ha(Table t, Config& c, const std::string& origin) {
     std::string alloc(ha::to_string(c.nonce_allocation));
     SIGNET_TRY(t.get("nonce_allocation", alloc));
     const auto a = ha::parse_allocation_mode(alloc);
-    if (!a) return bad(origin, "[ha] nonce_allocation '" + alloc + "' is not one of fast, strict");
+    if (!a)
+        return bad(origin,
+                   "[ha] nonce_allocation '" + alloc + "' is not one of fast, strict, dense");
     c.nonce_allocation = *a;
     SIGNET_TRY(t.get("nonce_block", c.nonce_block));
     SIGNET_TRY(t.get_ms("lease_ttl_ms", c.lease_ttl));

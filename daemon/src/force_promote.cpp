@@ -17,18 +17,14 @@
 namespace signet::daemon {
 namespace {
 
-// The largest run of values one transaction can take (fast block, strict batch).
-constexpr std::uint64_t kStrictBatch = 1024;  // ha::AllocatorOptions::max_batch as the pair uses it
+// The largest run of values one transaction can take: a fast block, or a strict/dense batch
+// (ha::AllocatorOptions::max_batch as the pair uses it, at most ha::kStrictStride).
+constexpr std::uint64_t kStrictBatch = ha::kStrictStride;
 
 Result<std::uint64_t> parse_mark(const ha::KeyValue& kv) {
-    std::uint64_t v = 0;
-    const auto* end = kv.value.data() + kv.value.size();
-    const auto [p, ec] = std::from_chars(kv.value.data(), end, v);
-    if (ec != std::errc{} || p != end) {
-        return make_error(Errc::internal, "counter " + kv.key + " holds '" + kv.value +
-                                              "', not a number; refusing to guess");
-    }
-    return v;
+    auto m = ha::counter_mark(kv.value, kv.mod_revision);
+    if (!m) return m.error().within("counter " + kv.key + " (refusing to guess)");
+    return m;
 }
 
 }  // namespace

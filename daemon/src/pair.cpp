@@ -207,7 +207,7 @@ Result<std::unique_ptr<Pair>> Pair::start(const Config& c, bool store_was_in_pai
     ao.mode = c.nonce_allocation;
     ao.block_size = c.nonce_block;
     ao.txn_timeout = c.etcd_timeout;
-    // Each lost CAS means the peer won that round (global progress); in dual-active strict mode
+    // Each lost CAS means the peer won that round (global progress); in dual-active dense mode
     // both appliances race for one key on every batch, so allow a longer run of losses before
     // answering conflict_retry.
     ao.max_attempts = 64;

@@ -1,4 +1,4 @@
-// NonceAllocator: CAS on one high-water-mark key per counter (nonce_allocator.hpp).
+// NonceAllocator: one high-water-mark key per counter (nonce_allocator.hpp).
 //
 // Invariants, per counter:
 // - A value is handed out only from a range [first, last] that a committed transaction moved the
@@ -9,6 +9,9 @@
 //   max(mark, floor), so a burnt value is never issued even if its transaction was not applied.
 // - Blocks only grow: a later reservation is above every earlier one, so fast-mode values are
 //   strictly increasing per appliance.
+// - Strict: a batch's values come from its own txn's revision R above a base B >= max(mark,
+//   floor) of the record it replaced, and R exceeds the record's mod revision, so they lie above
+//   the mark and the floor.
 // Lock order: Counter::txn_mu -> Counter::mu -> State::mu. Callbacks run with none held.
 #include "signet/ha/nonce_allocator.hpp"
 
@@ -27,6 +30,7 @@ std::string_view to_string(AllocationMode m) noexcept {
     switch (m) {
         case AllocationMode::fast: return "fast";
         case AllocationMode::strict: return "strict";
+        case AllocationMode::dense: return "dense";
     }
     return "unknown";
 }
@@ -34,11 +38,52 @@ std::string_view to_string(AllocationMode m) noexcept {
 std::optional<AllocationMode> parse_allocation_mode(std::string_view s) noexcept {
     if (s == "fast") return AllocationMode::fast;
     if (s == "strict") return AllocationMode::strict;
+    if (s == "dense") return AllocationMode::dense;
     return std::nullopt;
 }
 
 std::string counter_key(const std::string& prefix, const std::string& name) {
     return prefix + "counters/" + name;
+}
+
+namespace {
+
+// A counter key's record: a decimal mark, or "s<base>" (strict).
+struct Record {
+    bool by_revision = false;
+    std::uint64_t number = 0;  // the mark, or the strict base
+};
+
+std::optional<Record> parse_record(std::string_view v) {
+    Record r;
+    if (v.empty()) return r;
+    if (v.front() == 's') {
+        r.by_revision = true;
+        v.remove_prefix(1);
+    }
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), r.number);
+    if (ec != std::errc{} || end != v.data() + v.size() || v.empty()) return std::nullopt;
+    return r;
+}
+
+// The first value of a strict batch committed at `revision` on `base`; nullopt past 2^64.
+std::optional<std::uint64_t> strict_first(std::uint64_t base, std::int64_t revision) {
+    const auto rev = static_cast<std::uint64_t>(std::max<std::int64_t>(revision, 0));
+    constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
+    if (rev > (kMax - kStrictStride) / kStrictStride) return std::nullopt;
+    if (base > kMax - kStrictStride - rev * kStrictStride) return std::nullopt;
+    return base + rev * kStrictStride;
+}
+
+}  // namespace
+
+Result<std::uint64_t> counter_mark(const std::string& value, std::int64_t mod_revision) {
+    const auto r = parse_record(value);
+    if (!r) return make_error(Errc::internal, "counter record '" + value + "' is not a mark");
+    if (!r->by_revision) return r->number;
+    const auto first = strict_first(r->number, mod_revision);
+    if (!first) return make_error(Errc::internal, "counter record '" + value + "' overflows");
+    return *first + kStrictStride - 1;
 }
 
 namespace {
@@ -123,6 +168,8 @@ struct Counter {
     bool known = false;        // guarded by txn_mu: mark/mod_rev reflect a read or a commit
     std::uint64_t mark = 0;    // guarded by txn_mu: last high-water mark seen or written
     std::int64_t mod_rev = 0;  // guarded by txn_mu: its mod revision (0: key absent)
+    std::string text;          // guarded by txn_mu: the record as read or written ("": absent)
+    Record record;             // guarded by txn_mu: `text` parsed
     std::uint64_t floor = 0;   // guarded by txn_mu: see the invariants at the top
 
     std::mutex mu;
@@ -131,9 +178,9 @@ struct Counter {
     bool refill_posted = false;       // guarded by mu: a refill is queued or running
     // Bumped by drop_blocks: a reservation begun under an older generation is burnt, not held.
     std::uint64_t generation = 0;  // guarded by mu
-    std::deque<Waiter*> queue;     // guarded by mu: strict mode, callers not yet in a batch
-    bool committing = false;       // guarded by mu: strict mode, a batch txn is running
-    std::condition_variable cv;    // strict mode: a batch finished
+    std::deque<Waiter*> queue;     // guarded by mu: strict/dense, callers not yet in a batch
+    bool committing = false;       // guarded by mu: strict/dense, a batch txn is running
+    std::condition_variable cv;    // strict/dense: a batch finished
 };
 
 struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::State> {
@@ -198,20 +245,22 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
 
     // Caller holds c.txn_mu. Adopts a read of the counter key.
     static Result<void> absorb(Counter& c, const std::vector<KeyValue>& kvs) {
-        std::uint64_t mark = 0;
+        std::string text;
         std::int64_t rev = 0;
         if (!kvs.empty()) {
-            const std::string& v = kvs.front().value;
-            const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), mark);
-            if (ec != std::errc{} || end != v.data() + v.size() || v.empty()) {
-                return make_error(Errc::internal,
-                                  "counter key " + c.key + " holds a non-decimal value");
-            }
+            text = kvs.front().value;
             rev = kvs.front().mod_revision;
+            if (text.empty()) {
+                return make_error(Errc::internal, "counter key " + c.key + " holds no value");
+            }
         }
-        c.mark = mark;
+        auto mark = counter_mark(text, rev);
+        if (!mark) return mark.error().within("counter key " + c.key);
+        c.mark = *mark;
         c.mod_rev = rev;
-        c.floor = std::max(c.floor, mark);  // even a deleted key cannot take us back below it
+        c.text = std::move(text);
+        c.record = parse_record(c.text).value_or(Record{});
+        c.floor = std::max(c.floor, c.mark);  // even a deleted key cannot take us back below it
         c.known = true;
         return ok();
     }
@@ -232,6 +281,81 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
             cb = reserve_callback;
         }
         if (cb) cb(counter, first, last);
+    }
+
+    // Caller holds c.txn_mu. A txn whose compares failed: adopts the record its failure branch
+    // read; ok when the record changed (a lost race: retry), the fence's error when the guard
+    // failed.
+    Result<void> lost(Counter& c, const TxnResponse& r, const std::vector<Compare>& guard) {
+        if (r.results.size() < 1 + guard.size()) {
+            return make_error(Errc::internal, "allocation txn for counter " + c.name +
+                                                  ": failure branch reads missing");
+        }
+        SIGNET_TRY(absorb(c, r.results.front()));
+        for (std::size_t i = 0; i < guard.size(); ++i) {
+            if (holds(guard[i], r.results[i + 1])) continue;
+            if (auto f = fence->check(); !f) return f.error();
+            return make_error(HaErrc::not_active,
+                              "allocation guard failed for counter " + c.name +
+                                  ": the leader key changed (this appliance was deposed)");
+        }
+        ++conflicts;
+        return ok();
+    }
+
+    // Caller holds c.txn_mu. Strict: one txn for `n` values (n <= kStrictStride) derived from its
+    // revision; `grow` as for reserve(). An unknown outcome is simply retried: the values of that
+    // txn's revision can never be anybody's.
+    Result<Reserved> reserve_by_revision(Counter& c, std::uint64_t n,
+                                         const std::function<std::uint64_t()>& grow) {
+        if (!c.known) SIGNET_TRY(load(c));
+        for (int attempt = 0; attempt < std::max(1, options.max_attempts); ++attempt) {
+            if (attempt > 0 && grow) n = std::max(n, grow());
+            // Keep the record's base while its next revision's values lie above the floor (so
+            // both appliances put the same record and never conflict); otherwise lift it.
+            std::uint64_t base = c.record.by_revision ? c.record.number : c.mark;
+            if (const auto f = strict_first(base, c.mod_rev + 1); f && *f <= c.floor)
+                base = c.floor;
+            if (!strict_first(base, c.mod_rev + 1)) {
+                return make_error(Errc::internal, "counter " + c.name + " exhausted");
+            }
+            const std::string text = "s" + std::to_string(base);
+            const std::vector<Compare> guard = fence->guard();
+            TxnRequest t;
+            t.compare.push_back(c.text.empty() ? Compare::absent(c.key)
+                                               : Compare::value_equals(c.key, c.text));
+            t.compare.insert(t.compare.end(), guard.begin(), guard.end());
+            t.success.push_back(Op::put(c.key, text));
+            t.failure.push_back(Op::get(c.key));
+            for (const auto& g : guard) t.failure.push_back(Op::get(g.key));
+            ++transactions;
+            auto r = coordinator->txn(t, options.txn_timeout);
+            if (r && r->succeeded) {
+                const auto first = strict_first(base, r->revision);
+                if (!first) return make_error(Errc::internal, "counter " + c.name + " exhausted");
+                c.mod_rev = r->revision;
+                c.text = text;
+                c.record = Record{true, base};
+                c.mark = *first + kStrictStride - 1;
+                c.floor = std::max(c.floor, c.mark);
+                return Reserved{*first, *first + n - 1};
+            }
+            if (r) {
+                SIGNET_TRY(lost(c, *r, guard));
+                continue;
+            }
+            if (r.error().code == make_error_code(HaErrc::outcome_unknown)) {
+                ++unknown;
+                logger->log(LogLevel::warn, kComponent, "batch_outcome_unknown",
+                            {{"counter", c.name}, {"error", r.error().message()}});
+                c.known = false;
+                SIGNET_TRY(load(c));
+                continue;
+            }
+            return r.error().within("allocate counter " + c.name);
+        }
+        return make_error(HaErrc::conflict, "counter " + c.name + ": record changed " +
+                                                std::to_string(options.max_attempts) + " times");
     }
 
     // Caller holds c.txn_mu. Moves the mark up by `n` (or to `to` when set) with the guard;
@@ -265,23 +389,13 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
             if (r && r->succeeded) {
                 c.mark = hw;
                 c.mod_rev = r->revision;
+                c.text = std::to_string(hw);
+                c.record = Record{false, hw};
                 c.floor = std::max(c.floor, hw);
                 return Reserved{base + 1, hw};
             }
             if (r) {
-                if (r->results.size() < 1 + guard.size()) {
-                    return make_error(Errc::internal, "allocation txn for counter " + c.name +
-                                                          ": failure branch reads missing");
-                }
-                SIGNET_TRY(absorb(c, r->results.front()));
-                for (std::size_t i = 0; i < guard.size(); ++i) {
-                    if (holds(guard[i], r->results[i + 1])) continue;
-                    if (auto f = fence->check(); !f) return f.error();
-                    return make_error(HaErrc::not_active,
-                                      "allocation guard failed for counter " + c.name +
-                                          ": the leader key changed (this appliance was deposed)");
-                }
-                ++conflicts;
+                SIGNET_TRY(lost(c, *r, guard));
                 continue;
             }
             if (r.error().code == make_error_code(HaErrc::outcome_unknown)) {
@@ -419,7 +533,8 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
 
     // Caller holds c.mu. Moves queued callers into `batch` (up to max_batch in all).
     void take_queued(Counter& c, std::vector<Waiter*>& batch) const {
-        const std::size_t cap = std::max<std::size_t>(1, options.max_batch);
+        std::size_t cap = std::max<std::size_t>(1, options.max_batch);
+        if (options.mode == AllocationMode::strict) cap = std::min<std::size_t>(cap, kStrictStride);
         while (!c.queue.empty() && batch.size() < cap) {
             c.queue.front()->taken = true;
             batch.push_back(c.queue.front());
@@ -427,13 +542,13 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
         }
     }
 
-    // Group commit: the first queued waiter to find no batch txn running commits one CAS for
-    // everyone queued, taking in those who queue while a lost attempt is in flight. Values still
-    // come from the mark in the batch's own txn, which began after every member called next(), so
-    // they are strictly increasing in real time across appliances. `committing` covers only the
-    // txn: once the mark is past this batch, the next batch may send its txn while this batch's
-    // range is recorded (on_reserve, a local fsync) and handed out.
-    Result<std::uint64_t> next_strict(const std::shared_ptr<Counter>& c) {
+    // Group commit (strict, dense): the first queued waiter to find no batch txn running commits
+    // one txn for everyone queued, taking in those who queue while a lost attempt is in flight.
+    // Values come from the batch's own txn (its revision, or the mark it moved), which began
+    // after every member called next(), so they are strictly increasing in real time across
+    // appliances. `committing` covers only the txn: once it committed, the next batch may send its
+    // txn while this batch's range is recorded (on_reserve, a local fsync) and handed out.
+    Result<std::uint64_t> next_batched(const std::shared_ptr<Counter>& c) {
         Waiter w;
         std::unique_lock lock(c->mu);
         c->queue.push_back(&w);
@@ -449,11 +564,15 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
             std::vector<BurntRange> burnt;
             Result<Reserved> r = [&] {
                 std::lock_guard t(c->txn_mu);
-                return reserve(*c, batch.size(), burnt, std::nullopt, [&] {
+                auto grow = [&] {
                     std::lock_guard l(c->mu);
                     take_queued(*c, batch);
                     return static_cast<std::uint64_t>(batch.size());
-                });
+                };
+                if (options.mode == AllocationMode::strict) {
+                    return reserve_by_revision(*c, batch.size(), grow);
+                }
+                return reserve(*c, batch.size(), burnt, std::nullopt, grow);
             }();
             lock.lock();
             c->committing = false;
@@ -511,7 +630,7 @@ Result<std::uint64_t> NonceAllocator::next(const std::string& counter) {
     // Before any value, even one from a held block: a standby or fenced appliance issues nothing.
     SIGNET_TRY(fence_->check());
     auto c = s_->counter(counter);
-    if (options_.mode == AllocationMode::strict) return s_->next_strict(c);
+    if (options_.mode != AllocationMode::fast) return s_->next_batched(c);
     return s_->next_fast(c);
 }
 

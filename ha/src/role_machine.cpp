@@ -278,13 +278,24 @@ struct RoleMachine::State {
         }
     }
 
+    // Caller holds tick_mu. A standby that could not read counts the active's silence afresh
+    // from its next answered read: the outage (an etcd re-election, say) may have kept the active
+    // from committing heartbeats too, and it gets its full beat_timeout once etcd answers again.
+    void unseen() {
+        seen_term = 0;
+        seen_beat = -1;
+    }
+
     // Standby, heartbeats on: true once the silent active's leader key has been deleted (the
     // caller then campaigns at once); false while its heartbeat is fresh or the delete failed.
     bool take_over(const KeyValue& leader) {
         // Read after the leader key; whatever it shows, the delete below commits only if neither
         // key changed since.
         auto b = coordinator->range(beat_key, {}, timeout());
-        if (!b) return false;
+        if (!b) {
+            unseen();
+            return false;
+        }
         const std::int64_t beat_rev = b->kvs.empty() ? 0 : b->kvs.front().mod_revision;
         const TimePoint n = now();
         if (leader.create_revision != seen_term || beat_rev != seen_beat) {
@@ -302,8 +313,7 @@ struct RoleMachine::State {
         t.success.push_back(Op::del(beat_key));
         auto r = coordinator->txn(t, timeout());
         if (!r || !r->succeeded) return false;  // a heartbeat landed, or no answer: look again
-        seen_term = 0;
-        seen_beat = -1;
+        unseen();
         const LeaderRecord old = parse_leader_record(leader.value);
         logger->log(LogLevel::warn, "ha", "takeover",
                     {{"from", old.name},
@@ -315,6 +325,7 @@ struct RoleMachine::State {
     void campaign(const Held& h) {
         auto r = coordinator->range(leader_key, {}, timeout());
         if (!r) {
+            unseen();
             set_isolated("coordinator unreachable: " + r.error().message());
             return;
         }

@@ -238,22 +238,22 @@ TEST_CASE("a lost CAS race is retried with the value read back by the failure br
     CHECK(a.stats().conflicts == 1);
 }
 
-TEST_CASE("strict mode: values from two appliances increase in the order the calls completed",
+TEST_CASE("dense mode: values from two appliances increase in the order the calls completed",
           "[ha][unit]") {
     Store s;
-    NonceAllocator a(s.ca, s.fence, options(AllocationMode::strict, 1000));
-    NonceAllocator b(s.cb, s.fence, options(AllocationMode::strict, 1000));
+    NonceAllocator a(s.ca, s.fence, options(AllocationMode::dense, 1000));
+    NonceAllocator b(s.cb, s.fence, options(AllocationMode::dense, 1000));
     std::vector<std::uint64_t> got;
     for (NonceAllocator* x : {&a, &b, &b, &a, &a, &b}) got.push_back(value(x->next("k")));
     CHECK(got == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6});
     CHECK(value(a.high_water("k")) == 6);
 }
 
-TEST_CASE("strict mode batches concurrent callers into fewer transactions than calls",
+TEST_CASE("dense mode batches concurrent callers into fewer transactions than calls",
           "[ha][unit]") {
     constexpr int kThreads = 8;
     Store s;
-    NonceAllocator a(s.ca, s.fence, options(AllocationMode::strict, 1000));
+    NonceAllocator a(s.ca, s.fence, options(AllocationMode::dense, 1000));
     std::mutex mu;
     std::condition_variable cv;
     bool first_in_txn = false;
@@ -298,12 +298,12 @@ TEST_CASE("strict mode batches concurrent callers into fewer transactions than c
 }
 
 TEST_CASE(
-    "strict mode: a batch whose CAS lost takes in the callers queued meanwhile before it retries",
+    "dense mode: a batch whose CAS lost takes in the callers queued meanwhile before it retries",
     "[ha][unit]") {
     constexpr std::size_t kLate = 3;
     Store s;
-    NonceAllocator a(s.ca, s.fence, options(AllocationMode::strict, 1000));
-    NonceAllocator b(s.cb, s.fence, options(AllocationMode::strict, 1000));
+    NonceAllocator a(s.ca, s.fence, options(AllocationMode::dense, 1000));
+    NonceAllocator b(s.cb, s.fence, options(AllocationMode::dense, 1000));
     std::mutex mu;
     std::condition_variable cv;
     bool in_txn = false;
@@ -349,10 +349,10 @@ TEST_CASE(
     CHECK(value(a.high_water("k")) == 5);
 }
 
-TEST_CASE("strict mode: the next batch's txn runs while a committed batch's range is recorded",
+TEST_CASE("dense mode: the next batch's txn runs while a committed batch's range is recorded",
           "[ha][unit]") {
     Store s;
-    NonceAllocator a(s.ca, s.fence, options(AllocationMode::strict, 1000));
+    NonceAllocator a(s.ca, s.fence, options(AllocationMode::dense, 1000));
     std::mutex mu;
     std::condition_variable cv;
     bool recording = false;
@@ -393,7 +393,7 @@ TEST_CASE("strict mode: the next batch's txn runs while a committed batch's rang
 }
 
 TEST_CASE("a deposed active gets not_active and no value", "[ha][unit]") {
-    const auto mode = GENERATE(AllocationMode::fast, AllocationMode::strict);
+    const auto mode = GENERATE(AllocationMode::fast, AllocationMode::dense);
     Store s;
     auto o = [](const std::string& name) {
         RoleOptions r;
@@ -494,6 +494,115 @@ TEST_CASE("while partitioned the held block still serves values, then allocation
 TEST_CASE("allocation modes have stable names and counters their own keys", "[ha][unit]") {
     CHECK(signet::ha::to_string(AllocationMode::fast) == "fast");
     CHECK(signet::ha::parse_allocation_mode("strict") == AllocationMode::strict);
+    CHECK(signet::ha::to_string(AllocationMode::dense) == "dense");
+    CHECK(signet::ha::parse_allocation_mode("dense") == AllocationMode::dense);
     CHECK_FALSE(signet::ha::parse_allocation_mode("eventual"));
     CHECK(signet::ha::counter_key(kPrefix, "key-1") == "/signet/t/counters/key-1");
+}
+
+// Strict mode: values are B + R * 1000 + i for a batch committed at store revision R.
+namespace {
+std::string record(const Store& s) {
+    for (const auto& kv : s.store->dump(kPrefix + "counters/")) return kv.value;
+    return {};
+}
+}  // namespace
+
+TEST_CASE(
+    "strict mode: values derive from each batch's revision and increase in the order the calls "
+    "completed across appliances",
+    "[ha][unit]") {
+    Store s;
+    NonceAllocator a(s.ca, s.fence, options(AllocationMode::strict, 1000));
+    NonceAllocator b(s.cb, s.fence, options(AllocationMode::strict, 1000));
+    std::vector<std::uint64_t> got;
+    for (NonceAllocator* x : {&a, &b, &b, &a, &a, &b}) {
+        got.push_back(value(x->next("k")));
+        // A batch of one at the revision its txn created.
+        CHECK(got.back() == static_cast<std::uint64_t>(s.store->revision()) * 1000);
+    }
+    CHECK(std::is_sorted(got.begin(), got.end()));
+    CHECK(std::set<std::uint64_t>(got.begin(), got.end()).size() == got.size());
+    CHECK(record(s) == "s0");
+    CHECK(value(a.high_water("k")) == got.back() + 999);
+    CHECK(a.stats().conflicts + b.stats().conflicts == 0);
+    CHECK(a.stats().burnt + b.stats().burnt == 0);
+}
+
+TEST_CASE("strict mode: the two appliances' batches commit side by side without a conflict",
+          "[ha][unit]") {
+    Store s;
+    NonceAllocator a(s.ca, s.fence, options(AllocationMode::strict, 1000));
+    NonceAllocator b(s.cb, s.fence, options(AllocationMode::strict, 1000));
+    const std::uint64_t first = value(a.next("k"));  // the record exists from here on
+    std::uint64_t peer = 0;
+    bool once = false;
+    s.ca->before_txn([&] {
+        if (!std::exchange(once, true)) peer = value(b.next("k"));  // commits first
+    });
+    const std::uint64_t mine = value(a.next("k"));
+    CHECK(first < peer);
+    CHECK(peer < mine);  // committed later, so a higher revision
+    CHECK(s.ca->txns() == 2);
+    CHECK(a.stats().conflicts == 0);
+    CHECK(b.stats().conflicts == 0);
+}
+
+TEST_CASE("strict mode: a batch whose reply is lost is sent again and nothing is burnt",
+          "[ha][unit]") {
+    Store s;
+    NonceAllocator a(s.ca, s.fence, options(AllocationMode::strict, 1000));
+    std::vector<BurntRange> burnt;
+    a.on_burn([&](const BurntRange& r) { burnt.push_back(r); });
+    const std::uint64_t before = value(a.next("k"));
+    s.ca->inject(Fault::lost_reply, 1, true);  // applied at the next revision, reply lost
+    const std::int64_t lost_rev = s.store->revision() + 1;
+    const std::uint64_t v = value(a.next("k"));
+    CHECK(v > before);
+    // The lost txn's revision is nobody's: the value came from the retry's, above it.
+    CHECK(v / 1000 > static_cast<std::uint64_t>(lost_rev));
+    CHECK(a.stats().unknown == 1);
+    CHECK(a.stats().issued == 2);
+    CHECK(burnt.empty());
+}
+
+TEST_CASE(
+    "strict mode takes over a decimal mark from a raise or another mode and never goes below "
+    "it, and the other modes take over its record",
+    "[ha][unit]") {
+    Store s;
+    NonceAllocator fast(s.ca, s.fence, options(AllocationMode::fast, 10));
+    NonceAllocator strict(s.cb, s.fence, options(AllocationMode::strict, 1000));
+    CHECK(value(fast.next("k")) == 1);
+    CHECK(value(fast.raise("k", 5'000'000)) == 5'000'000);
+    const std::uint64_t v1 = value(strict.next("k"));
+    CHECK(record(s) == "s5000000");
+    CHECK(v1 > 5'000'000);
+    CHECK(v1 == 5'000'000 + static_cast<std::uint64_t>(s.store->revision()) * 1000);
+    // A raise below the mark the record stands for changes nothing; above it, it lifts the base.
+    const std::uint64_t hw = value(strict.high_water("k"));
+    CHECK(hw == v1 + 999);
+    CHECK(value(strict.raise("k", 10)) == hw);
+    CHECK(value(strict.raise("k", hw + 1'000'000)) == hw + 1'000'000);
+    const std::uint64_t v2 = value(strict.next("k"));
+    CHECK(v2 > hw + 1'000'000);
+    // Fast and dense allocate above the strict record's mark.
+    NonceAllocator dense(s.ca, s.fence, options(AllocationMode::dense, 1000));
+    const std::uint64_t hw2 = value(strict.high_water("k"));
+    CHECK(hw2 == v2 + 999);
+    const std::uint64_t v3 = value(dense.next("k"));
+    CHECK(v3 == hw2 + 1);
+    CHECK(value(fast.next("k")) > v3);
+}
+
+TEST_CASE("counter records read as marks in both forms, and anything else is refused",
+          "[ha][unit]") {
+    using signet::ha::counter_mark;
+    CHECK(value(counter_mark("", 0)) == 0);
+    CHECK(value(counter_mark("12", 7)) == 12);
+    CHECK(value(counter_mark("s5", 7)) == 5 + 7 * 1000 + 999);
+    CHECK_FALSE(counter_mark("s", 7).has_value());
+    CHECK_FALSE(counter_mark("x12", 7).has_value());
+    CHECK_FALSE(counter_mark("12 ", 7).has_value());
+    CHECK_FALSE(counter_mark("s18446744073709551615", 7).has_value());  // overflows
 }

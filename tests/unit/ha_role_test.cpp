@@ -469,3 +469,38 @@ TEST_CASE(
     CHECK_OK(p.a.check());
     CHECK(changes == std::vector<Role>{Role::active, Role::isolated, Role::active});
 }
+
+TEST_CASE(
+    "with heartbeats a standby that could not reach etcd counts the active's silence afresh once "
+    "it can",
+    "[ha][unit]") {
+    Pair p(PairMode::hot_standby, 500ms);
+    p.a.tick();
+    p.b.tick();  // sees (term, no heartbeat) at t0
+    // An etcd re-election: neither appliance gets an answer for 700 ms (past beat_timeout + margin,
+    // within the lease).
+    p.ca->partition(true);
+    p.cb->partition(true);
+    for (int i = 0; i < 7; ++i) {
+        p.clock->advance(100ms);
+        p.a.tick();
+        p.b.tick();
+    }
+    CHECK(p.b.status().role == Role::isolated);
+    p.ca->partition(false);
+    p.cb->partition(false);
+    p.b.tick();  // answered again: the clock starts now, not at t0
+    CHECK(p.b.status().role == Role::standby);
+    p.clock->advance(200ms);
+    p.b.tick();
+    CHECK(p.b.status().role == Role::standby);
+    p.a.tick();  // the active's heartbeat lands within the standby's window
+    CHECK(p.a.status().role == Role::active);
+    for (int i = 0; i < 10; ++i) {
+        p.clock->advance(100ms);
+        p.a.tick();
+        p.b.tick();
+        REQUIRE(p.b.status().role == Role::standby);
+    }
+    CHECK_OK(p.a.check());
+}

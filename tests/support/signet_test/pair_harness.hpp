@@ -16,7 +16,7 @@ namespace signet::test {
 
 struct PairOptions {
     std::string mode = "hot-standby";  // or "dual-active"
-    std::string allocation = "fast";   // or "strict"
+    std::string allocation = "fast";   // or "strict", "dense"
     std::size_t nonce_block = 100;
     std::size_t etcd_members = 3;  // 3: a, b and a witness; 2: no witness
     bool forward = true;  // [ha] forward: requests this appliance cannot serve go to the peer

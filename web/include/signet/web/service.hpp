@@ -171,7 +171,7 @@ struct HaStatus {
     std::string mode = "standalone";  // standalone | hot-standby | dual-active
     std::string role = "standalone";  // standalone | starting | standby | active | dual | isolated
     std::string name;
-    std::string allocation;  // fast | strict (pairs)
+    std::string allocation;  // fast | strict | dense (pairs)
     std::string leader_name;
     std::string leader_url;
     std::int64_t term = 0;
