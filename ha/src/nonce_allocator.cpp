@@ -66,6 +66,8 @@ std::optional<Record> parse_record(std::string_view v) {
     return r;
 }
 
+constexpr std::int64_t kRevisionHeadroom = std::int64_t{1} << 32;
+
 // The first value of a strict batch committed at `revision` on `base`; nullopt past 2^64.
 std::optional<std::uint64_t> strict_first(std::uint64_t base, std::int64_t revision) {
     const auto rev = static_cast<std::uint64_t>(std::max<std::int64_t>(revision, 0));
@@ -316,7 +318,8 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
             std::uint64_t base = c.record.by_revision ? c.record.number : c.mark;
             if (const auto f = strict_first(base, c.mod_rev + 1); f && *f <= c.floor)
                 base = c.floor;
-            if (!strict_first(base, c.mod_rev + 1)) {
+            // Headroom for 2^32 more revisions, so that no committed record can overflow.
+            if (!strict_first(base, c.mod_rev + kRevisionHeadroom)) {
                 return make_error(Errc::internal, "counter " + c.name + " exhausted");
             }
             const std::string text = "s" + std::to_string(base);
@@ -336,6 +339,15 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
                 c.mod_rev = r->revision;
                 c.text = text;
                 c.record = Record{true, base};
+                if (*first <= c.floor) {
+                    // The revision went back (etcd restored from an older snapshot): this
+                    // revision's values may have been issued. Take none of them; the next attempt
+                    // lifts the base above the floor.
+                    logger->log(
+                        LogLevel::warn, kComponent, "revision_went_back",
+                        {{"counter", c.name}, {"revision", r->revision}, {"floor", c.floor}});
+                    continue;
+                }
                 c.mark = *first + kStrictStride - 1;
                 c.floor = std::max(c.floor, c.mark);
                 return Reserved{*first, *first + n - 1};

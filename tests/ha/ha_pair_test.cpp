@@ -253,8 +253,10 @@ TEST_CASE("kill -9 of the active under nonce load: the standby takes over and no
     CHECK(crash_gaps >= 1);
 }
 
-TEST_CASE("a SIGSTOPped active that wakes after losing its lease never signs as active again",
-          "[ha][integration][fencing]") {
+TEST_CASE(
+    "a SIGSTOPped active that wakes after the standby took over never signs as active again, "
+    "though its lease may still be alive",
+    "[ha][integration][fencing]") {
     TestPair pair;
     pair.pair_hsms();
     const auto key = pair.create_replicated_key(0, "ecdsa-p256", envelope_policy());
@@ -274,6 +276,9 @@ TEST_CASE("a SIGSTOPped active that wakes after losing its lease never signs as 
     pair.appliance(0).send_signal(SIGCONT);
     REQUIRE(took_over);
     CHECK(b_nonce > signet::test::u64(first, "nonce"));
+    // b took over on a's silent heartbeat, not on etcd's expiry of a's lease: a may wake to find
+    // its lease still alive, and must refuse all the same.
+    CHECK(pair.appliance(1).log().find("component=ha event=takeover from=a") != std::string::npos);
 
     // Right after waking, and for a while after, a never signs itself: its lease is provably
     // gone. It refuses, or (once it knows b is the active) forwards to b, whose nonces go on

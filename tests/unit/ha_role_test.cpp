@@ -504,3 +504,28 @@ TEST_CASE(
     }
     CHECK_OK(p.a.check());
 }
+
+TEST_CASE(
+    "with heartbeats a heartbeat whose reply is lost does not extend the active's deadline, and "
+    "the standby counts afresh from it",
+    "[ha][unit]") {
+    Pair p(PairMode::hot_standby, 500ms);
+    p.a.tick();  // t0: deadline t0 + 500
+    p.b.tick();
+    p.clock->advance(100ms);
+    const std::int64_t before = p.store->revision();
+    p.ca->inject(Fault::lost_reply, 1, true);  // the heartbeat commits; a cannot know it
+    p.a.tick();
+    REQUIRE(p.key("beat").mod_revision > before);
+    CHECK(p.a.status().lease_remaining == 400ms);  // still counted from t0
+    p.b.tick();                                    // sees the heartbeat at t0 + 100
+    p.clock->advance(400ms);
+    CHECK(fails_with(p.a.check(), HaErrc::fenced));
+    // a stays silent from here: b's count started at t0 + 100, not t0.
+    p.clock->advance(149ms);  // t0 + 649: 650 ms after t0, 549 ms after the heartbeat
+    p.b.tick();
+    CHECK(p.b.status().role == Role::standby);
+    p.clock->advance(101ms);  // 650 ms after the heartbeat
+    p.b.tick();
+    CHECK(p.b.status().role == Role::active);
+}
