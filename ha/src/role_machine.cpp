@@ -209,9 +209,11 @@ struct RoleMachine::State {
         revoke(h.lease_id);
     }
 
-    // Heartbeats on: commits `<prefix>beat` under the guard. false when deposed (handled here);
-    // an unanswered heartbeat leaves beat_deadline where it was.
-    bool beat(const Held& h) {
+    enum class Beat { committed, deposed, unanswered, lease_gone };
+
+    // Heartbeats on: commits `<prefix>beat` under the guard. A deposal is handled here; an
+    // unanswered heartbeat leaves beat_deadline where it was.
+    Beat beat(const Held& h) {
         const TimePoint sent = now();
         TxnRequest t;
         t.compare.push_back(Compare::create_revision_equals(leader_key, h.term));
@@ -221,18 +223,36 @@ struct RoleMachine::State {
         if (r && r->succeeded) {
             std::lock_guard lock(mu);
             beat_deadline = sent + options.beat_timeout;
-            return true;
+            return Beat::committed;
         }
         if (r) {
             deposed(h, r->results.empty() ? std::vector<KeyValue>{} : r->results.front());
-            return false;
+            return Beat::deposed;
         }
-        return true;
+        if (r.error().code == make_error_code(HaErrc::lease_not_found)) return Beat::lease_gone;
+        return Beat::unanswered;
     }
 
     void renew_leader(const Held& h) {
-        // The heartbeat first: a slow keep-alive must not starve it.
-        if (beats() && !beat(h)) return;
+        // The heartbeat first: a slow keep-alive must not starve it. With heartbeats the lease
+        // is renewed only once half its provable validity is gone (every ~4 ticks at 1 s), so
+        // most ticks spend one call, and the gap between heartbeats stays near one tick.
+        if (beats()) {
+            const Beat b = beat(h);
+            if (b == Beat::deposed) return;
+            bool renew_due = b == Beat::lease_gone;  // the keep-alive below tells the rest
+            {
+                std::lock_guard lock(mu);
+                renew_due = renew_due || deadline - now() < options.lease_ttl / 2;
+            }
+            if (!renew_due) {
+                std::lock_guard lock(mu);
+                leader_name = options.name;
+                leader_url = options.url;
+                become_active_if_provable();
+                return;
+            }
+        }
         const TimePoint sent = now();
         auto ka = coordinator->lease_keepalive(h.lease_id, timeout());
         if (!ka) {
@@ -270,6 +290,11 @@ struct RoleMachine::State {
         std::lock_guard lock(mu);
         leader_name = options.name;
         leader_url = options.url;
+        become_active_if_provable();
+    }
+
+    // Caller holds mu. After a renewal: active while the role is provable.
+    void become_active_if_provable() {
         if (now() >= proof_end()) {
             become(Role::isolated, "heartbeat not committed within " +
                                        std::to_string(options.beat_timeout.count()) + " ms");

@@ -407,14 +407,20 @@ TEST_CASE("with heartbeats a standby never takes over while the active's heartbe
     Pair p(PairMode::hot_standby, 500ms);
     p.a.tick();
     p.b.tick();
-    for (int i = 0; i < 30; ++i) {  // 6 s: many lease TTLs and heartbeat timeouts
-        p.clock->advance(200ms);
+    const std::uint64_t calls = p.ca->calls();
+    const std::uint64_t txns = p.ca->txns();
+    for (int i = 0; i < 60; ++i) {  // 6 s: many lease TTLs and heartbeat timeouts
+        p.clock->advance(100ms);
         p.a.tick();
         p.b.tick();
         REQUIRE(p.b.status().role == Role::standby);
         REQUIRE_OK(p.a.check());
+        p.store->expire_leases();  // the lease is renewed in time though not on every tick
     }
     CHECK(p.a.status().transitions == 1);
+    CHECK(p.ca->txns() - txns == 60);  // a heartbeat per tick
+    // Keep-alives once half the lease's provable validity is gone: every 4th tick.
+    CHECK(p.ca->calls() - calls - 60 == 15);
 }
 
 TEST_CASE(
