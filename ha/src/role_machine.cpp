@@ -240,16 +240,10 @@ struct RoleMachine::State {
         if (beats()) {
             const Beat b = beat(h);
             if (b == Beat::deposed) return;
-            bool renew_due = b == Beat::lease_gone;  // the keep-alive below tells the rest
-            {
-                std::lock_guard lock(mu);
-                renew_due = renew_due || deadline - now() < options.lease_ttl / 2;
-            }
-            if (!renew_due) {
-                std::lock_guard lock(mu);
-                leader_name = options.name;
-                leader_url = options.url;
-                become_active_if_provable();
+            std::lock_guard lock(mu);
+            // A missing lease: the keep-alive below tells the rest.
+            if (b != Beat::lease_gone && deadline - now() >= options.lease_ttl / 2) {
+                still_leader();
                 return;
             }
         }
@@ -288,13 +282,13 @@ struct RoleMachine::State {
             }
         }
         std::lock_guard lock(mu);
-        leader_name = options.name;
-        leader_url = options.url;
-        become_active_if_provable();
+        still_leader();
     }
 
-    // Caller holds mu. After a renewal: active while the role is provable.
-    void become_active_if_provable() {
+    // Caller holds mu. The leader key is still ours: active while the role is provable.
+    void still_leader() {
+        leader_name = options.name;
+        leader_url = options.url;
         if (now() >= proof_end()) {
             become(Role::isolated, "heartbeat not committed within " +
                                        std::to_string(options.beat_timeout.count()) + " ms");
