@@ -158,17 +158,20 @@ void PairNonceAuthority::record_reserved(const std::string& key_id, std::uint64_
         std::erase_if(r, [&](const auto& range) { return range.second <= released; });
         r.emplace_back(first, last);
     }
+    // Queued, not waited for: the committer runs work in order, so this write commits in the same
+    // transaction as, or one before, the release of any value of the range (which is queued only
+    // after the allocator hands the value out); a strict batch does not wait for a second fsync.
     // Strict batches call this concurrently (ha::NonceAllocator::on_reserve): the value is read
-    // when the work runs, so whichever write runs last holds this range too.
-    auto w = committer_->submit(
-        [&](Db& txn) -> Result<void> { return stage_held(txn, key_id, held_->text(key_id)); });
-    if (!w) {
-        // The values are still burnt-safe (etcd holds them); only their gap record after a crash
-        // would be missing.
-        logger_->log(
-            LogLevel::error, "nonces", "held_range_not_recorded",
-            {{"key", key_id}, {"first", first}, {"last", last}, {"error", w.error().message()}});
-    }
+    // when the work runs, so whichever write runs last holds this range too. Should it fail (the
+    // committer logs it), the values are still burnt-safe (etcd holds them); only their gap
+    // record after a crash would be missing.
+    committer_->post([key_id, first, last, h = held_](Db& txn) -> Result<void> {
+        if (auto r = stage_held(txn, key_id, h->text(key_id)); !r) {
+            return r.error().within("record held nonces " + std::to_string(first) + "-" +
+                                    std::to_string(last) + " of key " + key_id);
+        }
+        return ok();
+    });
 }
 
 Result<void> PairNonceAuthority::apply_local_floor(const std::string& key_id) {

@@ -50,9 +50,10 @@ public:
     Result<web::CounterState> state(const std::string& key_id) override;
     void forget(const std::string& key_id) override;
 
-    // A range the allocator reserved for this appliance: recorded durably (meta
-    // 'ha.held.<key>') before any of it is handed out, so that after a crash load() audits the
-    // values above the last one released as gaps.
+    // A range the allocator reserved for this appliance: queued for the store (meta
+    // 'ha.held.<key>') before any of it is handed out, so it is durable no later than the first
+    // release of one of its values; after a crash load() audits the values above the last one
+    // released as gaps.
     void record_reserved(const std::string& key_id, std::uint64_t first, std::uint64_t last);
 
     // Writes one durable gap record for [first, last] (burnt block rests, lost transactions).

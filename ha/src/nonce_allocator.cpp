@@ -112,6 +112,9 @@ struct Reserved {
 struct Waiter {
     bool taken = false;  // guarded by Counter::mu: in a batch (no longer queued)
     std::optional<Result<std::uint64_t>> result;  // guarded by Counter::mu
+    // Woken alone (with Counter::mu held, so it outlives the notify): for its result, or, at the
+    // queue's front, when the running batch txn is done.
+    std::condition_variable cv;
 };
 
 template <class N>
@@ -182,7 +185,6 @@ struct Counter {
     std::uint64_t generation = 0;  // guarded by mu
     std::deque<Waiter*> queue;     // guarded by mu: strict/dense, callers not yet in a batch
     bool committing = false;       // guarded by mu: strict/dense, a batch txn is running
-    std::condition_variable cv;    // strict/dense: a batch finished
 };
 
 struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::State> {
@@ -559,14 +561,16 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
     // Values come from the batch's own txn (its revision, or the mark it moved), which began
     // after every member called next(), so they are strictly increasing in real time across
     // appliances. `committing` covers only the txn: once it committed, the next batch may send its
-    // txn while this batch's range is recorded (on_reserve, a local fsync) and handed out.
+    // txn while this batch's range is recorded (on_reserve) and handed out. Each waiter is woken
+    // alone: the queue's front when the txn is done, a batch's members for their results (waking
+    // every queued caller twice per batch costs CPU in proportion to the callers queued).
     Result<std::uint64_t> next_batched(const std::shared_ptr<Counter>& c) {
         Waiter w;
         std::unique_lock lock(c->mu);
         c->queue.push_back(&w);
         while (!w.result) {
             if (w.taken || c->committing) {
-                c->cv.wait(lock);
+                w.cv.wait(lock);
                 continue;
             }
             c->committing = true;
@@ -588,7 +592,7 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
             }();
             lock.lock();
             c->committing = false;
-            c->cv.notify_all();
+            if (!c->queue.empty()) c->queue.front()->cv.notify_one();  // the slot is free
             lock.unlock();
             // r covers exactly the batch: the last grow() call sized the successful attempt.
             if (r) reserved(c->name, r->first, r->last);
@@ -606,8 +610,8 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
                 } else {
                     batch[i]->result = r->first + i;
                 }
+                batch[i]->cv.notify_one();
             }
-            c->cv.notify_all();
         }
         return std::move(*w.result);
     }
