@@ -4,9 +4,11 @@
 # In one run, on this machine, against the binaries in build/release, all on loopback over HTTPS:
 #   1. three etcd members (heartbeat 50 ms, election 500 ms, --pre-vote=true), shared by every pair
 #      below (each pair has its own [ha] cluster, i.e. its own etcd keyspace);
-#   2. standalone: one signetd without [ha]; nonce-bearing sign ("nonce": true on a key whose
-#      policy is "nonces": "envelope") with wrk + bench/sign.lua, measured now and again after the
-#      pairs (6.): the mean of both runs is the denominator of the ratios;
+#   2. standalone: two signetd without [ha]; nonce-bearing sign ("nonce": true on a key whose
+#      policy is "nonces": "envelope") with wrk + bench/sign.lua, on one of them alone (the
+#      denominator of the ratios), then on both at once with the connections of a pair (a
+#      reference: what sharing this host between two appliances costs without any pairing);
+#      measured now and again after the pairs: each figure is the mean of both runs;
 #   3. dual-active pairs, nonce_allocation fast, strict, then dense: two appliances prepared, set up and
 #      paired as scripts/demo-pair does it (scripts/pair-lib.sh), a replicable ecdsa-p256 key with
 #      --nonces envelope unwrapped on both; one wrk per appliance, both at once; aggregate rate and
@@ -22,26 +24,33 @@
 #
 # Usage: bench/ha.sh [--kills N] [--seconds S] [--warmup S] [--connections C]
 #          [--pair-connections C] [--workers W] [--pollers P] [--poll-ms MS] [--failover-timeout S]
-#          [--alloc MODES] [--build DIR] [--keep] [--verbose] [--help]
+#          [--alloc MODES] [--build DIR] [--no-pin] [--keep] [--verbose] [--help]
 #   --kills N             failovers measured (default 20); 0 skips the hot-standby pair (cell 5)
 #   --alloc MODES         dual-active allocation modes measured, space or comma separated
 #                         (default "fast strict dense"; dense has no target); e.g. --alloc strict
 #                         --kills 0 for that cell only
 #   --seconds S           measured seconds per throughput cell (default 10), after --warmup S (3)
 #   --connections C       wrk connections against the standalone appliance and the hot-standby
-#                         active (default 8). A strict or dense pair, whose requests each wait for
-#                         an etcd commit, needs more requests in flight than one appliance to
-#                         reach its rate: see --workers
-#   --pair-connections C  wrk connections per appliance of a dual-active pair (default half of
-#                         --connections: the same requests in flight as standalone)
+#                         active (default 128: throughput is measured at saturation, where every
+#                         cell is bound by this host's CPU; with few requests in flight a strict
+#                         pair, whose requests each wait for an etcd commit, measures its latency
+#                         instead: e.g. --connections 8 --workers 8 shows that)
+#   --pair-connections C  wrk connections per appliance of a dual-active pair and of the two
+#                         standalone appliances at once (default half of --connections: the same
+#                         requests in flight as standalone)
 #   --workers W           [server] worker_threads of every appliance, standalone and paired
-#                         (default 8, signetd's default). Strict and dense requests wait for
-#                         their batch on a worker, so a batch takes in at most that many; e.g.
-#                         --connections 64 --workers 64 compares the modes nearer saturation
+#                         (default 64; signetd's default is 8). Strict and dense requests wait for
+#                         their batch on a worker, so a batch takes in at most that many
 #   --pollers P           curl loops per appliance during a failover, staggered (default 3: one
 #                         request with its TLS handshake takes tens of ms on a loaded 2-core box)
 #   --poll-ms MS          pause between one poller's sign requests (default 10)
 #   --failover-timeout S  a failover not done after S seconds counts as S (default 15)
+#   --no-pin              leave every appliance on every CPU. By default (2 CPUs or more) each
+#                         appliance of a dual-active pair, and each of the two standalone
+#                         appliances measured at once, runs on a CPU of its own (taskset), as two
+#                         machines split the hardware; the standalone measured alone and the
+#                         hot-standby pair (one appliance signs) have every CPU; etcd and wrk
+#                         are never pinned
 #   --keep                keep the work dir (var dirs, logs, the nonces seen) instead of removing it
 
 # r_*, rate_*, p50_*, p99_*, err_* are assigned indirectly (printf -v), which shellcheck cannot see.
@@ -56,17 +65,18 @@ build=$root/build/release
 kills=20
 seconds=10
 warmup=3
-connections=8
-workers=8
+connections=128
+workers=64
 pair_connections=""
 poll_ms=10
 pollers=3
 failover_timeout=15
 keep=false
+pin=true
 verbose=false
 alloc_modes="fast strict dense"
 
-usage() { sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --kills) kills=$2; shift 2 ;;
@@ -80,6 +90,7 @@ while [[ $# -gt 0 ]]; do
     --pollers) pollers=$2; shift 2 ;;
     --failover-timeout) failover_timeout=$2; shift 2 ;;
     --build) build=$(cd "$2" && pwd); shift 2 ;;
+    --no-pin) pin=false; shift ;;
     --keep) keep=true; shift ;;
     --verbose) verbose=true; shift ;;
     -h|--help) usage 0 ;;
@@ -100,12 +111,22 @@ done
 say() { printf 'bench: %s\n' "$*"; }
 die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
 
+cpus=$(nproc)
+[[ $cpus -ge 2 ]] || pin=false
+# pin_to PID CPU: every thread of PID onto CPU, or onto every CPU with "all"; nothing with --no-pin.
+pin_to() {
+  [[ $pin == true ]] || return 0
+  local set=$2
+  [[ $set == all ]] && set=0-$((cpus - 1))
+  taskset -a -p -c "$set" "$1" >/dev/null || die "taskset -p -c $set $1 failed"
+}
+
 pair_signetd=$build/daemon/signetd
 pair_ctl_bin=$build/daemon/signetctl
 for bin in "$pair_signetd" "$pair_ctl_bin"; do
   [[ -x $bin ]] || die "$bin is missing: run 'make bench-ha' (it builds the release preset first)"
 done
-for tool in etcd wrk curl jq softhsm2-util timeout ss; do
+for tool in etcd wrk curl jq softhsm2-util timeout ss taskset; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/install-deps installs it)"
 done
 
@@ -113,14 +134,14 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/signet-bench-ha-XXXXXX")
 chmod 700 "$work"
 children=()     # wrk runs and failover pollers, while they run
-solo_pid=""     # the standalone signetd, while it runs
+solo_pids=()    # the standalone signetds, while they run
 cleanup() {
   local rc=$? pid
   trap - EXIT
   trap '' INT TERM  # a second signal must not cut the clean-up short (it is bounded)
   touch "$work/stop-pollers" 2>/dev/null || true
-  for pid in "${children[@]}" $solo_pid; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${children[@]}" $solo_pid; do wait "$pid" 2>/dev/null || true; done
+  for pid in "${children[@]}" "${solo_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${children[@]}" "${solo_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   pair_stop_all  # both appliances and the three etcd members
   if [[ $keep == true || $rc -ne 0 ]]; then
     echo "bench: work dir kept: $work (holds PINs and tokens: rm -rf when done)" >&2
@@ -143,7 +164,8 @@ for i in 0 1 2; do
   p=$(take_port); taken+=("$p"); pair_client_ports+=("$p")
   p=$(take_port); taken+=("$p"); pair_peer_ports+=("$p")
 done
-solo_port=$(take_port); taken+=("$solo_port")
+solo_ports=()
+for i in 0 1; do p=$(take_port); taken+=("$p"); solo_ports+=("$p"); done
 declare -A phase_ports
 for ph in fast strict dense hs; do
   a=$(take_port); taken+=("$a")
@@ -213,18 +235,24 @@ wrk_result() {
   for kv in $line; do printf -v "r_${kv%%=*}" '%s' "${kv#*=}"; done
 }
 
-# measure NAME TOKEN_FILE KEY CONNECTIONS URL...: warm-up, then the measured run, one wrk per URL at
-# once. Sets rate_NAME (2xx answers/s, summed), p50_NAME and p99_NAME (ms, the worst URL's),
-# err_NAME (failed requests) and split_NAME (each URL's rate).
+# measure NAME CONNECTIONS TARGET...: warm-up, then the measured run, one wrk per TARGET at once; a
+# TARGET is URL|TOKEN_FILE|KEY. Sets rate_NAME (2xx answers/s, summed), p50_NAME and p99_NAME (ms,
+# the worst target's), err_NAME (failed requests) and split_NAME (each target's rate).
 measure() {
-  local name=$1 token=$2 key=$3 conns=$4 j rate=0 p50=0 p99=0 err=0 split="" n
-  shift 4
-  local urls=("$@")
-  for j in "${!urls[@]}"; do wrk_start "$name-warmup-$j" "${urls[j]}" "$conns" "$warmup" "$token" "$key"; done
+  local name=$1 conns=$2 j rate=0 p50=0 p99=0 err=0 split="" n url token key
+  shift 2
+  local targets=("$@")
+  for j in "${!targets[@]}"; do
+    IFS='|' read -r url token key <<<"${targets[j]}"
+    wrk_start "$name-warmup-$j" "$url" "$conns" "$warmup" "$token" "$key"
+  done
   wrk_wait || { cat "$work"/wrk-"$name"-warmup-*.log >&2; die "wrk ($name warm-up) failed"; }
-  for j in "${!urls[@]}"; do wrk_start "$name-$j" "${urls[j]}" "$conns" "$seconds" "$token" "$key"; done
+  for j in "${!targets[@]}"; do
+    IFS='|' read -r url token key <<<"${targets[j]}"
+    wrk_start "$name-$j" "$url" "$conns" "$seconds" "$token" "$key"
+  done
   wrk_wait || { cat "$work"/wrk-"$name"-*.log >&2; die "wrk ($name) failed"; }
-  for j in "${!urls[@]}"; do
+  for j in "${!targets[@]}"; do
     wrk_result "$name-$j"
     n=$(awk -v n=$((r_requests - r_non2xx)) -v us="$r_duration_us" 'BEGIN{printf "%.0f", n/(us/1e6)}')
     rate=$((rate + n))
@@ -238,7 +266,7 @@ measure() {
   printf -v "p99_$name" '%s' "$p99"
   printf -v "err_$name" '%s' "$err"
   printf -v "split_$name" '%s' "$split"
-  say "  $name: $rate signatures/s ($split), p50 $p50 ms, p99 $p99 ms, $err failed, wrk -t1 -c$conns x ${#urls[@]}"
+  say "  $name: $rate signatures/s ($split), p50 $p50 ms, p99 $p99 ms, $err failed, wrk -t1 -c$conns x ${#targets[@]}"
 }
 
 # ---- pairs ---------------------------------------------------------------------------------------
@@ -299,29 +327,52 @@ pair_start_etcd
 pair_wait_etcd 60 || die "etcd did not start (logs in $pair_root)"
 
 # ---- 2. standalone -------------------------------------------------------------------------------
-say "2/5 standalone appliance on https://127.0.0.1:$solo_port"
-solo=$work/standalone
-SIGNET_VAR=$solo SIGNET_LISTEN=127.0.0.1:$solo_port "$root/scripts/dev-setup" >"$work/dev-setup.log" 2>&1 ||
-  { cat "$work/dev-setup.log" >&2; die "scripts/dev-setup failed"; }
-SOFTHSM2_CONF=$solo/softhsm2.conf "$pair_signetd" --config "$solo/signetd.toml" "${pair_signetd_args[@]}" >"$solo/signetd.out" 2>"$solo/signetd.log" &
-solo_pid=$!
-solo_url=https://127.0.0.1:$solo_port
-for _ in $(seq 1 1200); do
-  [[ $(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "$solo_url/v1/health/ready" || true) == 200 ]] && break
-  pair_alive "$solo_pid" || { tail -20 "$solo/signetd.log" >&2; die "standalone signetd exited"; }
-  sleep 0.05
-done
-for _ in $(seq 1 300); do [[ -s $solo/data/setup-token ]] && break; sleep 0.1; done
-(umask 077 && "$pair_ctl_bin" --url "$solo_url" --cert "$solo/data/tls/cert.pem" setup \
-  --setup-token-file "$solo/data/setup-token" --name admin --save-token "$solo/admin.token") >/dev/null 2>"$solo/setup.err" ||
-  { cat "$solo/setup.err" >&2; die "standalone: signetctl setup failed"; }
-make_signer "$solo_url" "$solo/admin.token" "$solo/signer.token" || die "standalone: cannot create the signer client"
-solo_key=$(api "$solo_url" POST /v1/keys "$solo/admin.token" \
-  '{"algorithm":"ecdsa-p256","label":"bench-ha-nonce","policy":{"nonces":"envelope"}}' | jq -er .id) ||
-  die "standalone: cannot create the key"
-wait_sign "$solo_url" "$solo/signer.token" "$solo_key" 10 || die "standalone: nonce pre-flight failed"
-measure solo_first "$solo/signer.token" "$solo_key" "$connections" "$solo_url"
-# It stays up, idle, and is measured again after the pairs: the denominator is the mean of both
+# solo_up I: standalone appliance I (0, 1) on solo_ports[I]: scripts/dev-setup, signetd, first-run
+# setup, a signer client and an envelope-nonce key; sets solo_dirs[I], solo_urls[I], solo_keys[I]
+# and solo_pids[I].
+solo_dirs=()
+solo_urls=()
+solo_keys=()
+solo_up() {
+  local i=$1 dir=$work/standalone-$1 url=https://127.0.0.1:${solo_ports[$1]} key
+  solo_dirs[i]=$dir
+  solo_urls[i]=$url
+  SIGNET_VAR=$dir SIGNET_LISTEN=127.0.0.1:${solo_ports[i]} "$root/scripts/dev-setup" >"$work/dev-setup-$i.log" 2>&1 ||
+    { cat "$work/dev-setup-$i.log" >&2; die "scripts/dev-setup failed"; }
+  SOFTHSM2_CONF=$dir/softhsm2.conf "$pair_signetd" --config "$dir/signetd.toml" "${pair_signetd_args[@]}" >"$dir/signetd.out" 2>"$dir/signetd.log" &
+  solo_pids[i]=$!
+  for _ in $(seq 1 1200); do
+    [[ $(curl -sk -o /dev/null -w '%{http_code}' --max-time 2 "$url/v1/health/ready" || true) == 200 ]] && break
+    pair_alive "${solo_pids[i]}" || { tail -20 "$dir/signetd.log" >&2; die "standalone signetd exited"; }
+    sleep 0.05
+  done
+  for _ in $(seq 1 300); do [[ -s $dir/data/setup-token ]] && break; sleep 0.1; done
+  (umask 077 && "$pair_ctl_bin" --url "$url" --cert "$dir/data/tls/cert.pem" setup \
+    --setup-token-file "$dir/data/setup-token" --name admin --save-token "$dir/admin.token") >/dev/null 2>"$dir/setup.err" ||
+    { cat "$dir/setup.err" >&2; die "standalone: signetctl setup failed"; }
+  make_signer "$url" "$dir/admin.token" "$dir/signer.token" || die "standalone: cannot create the signer client"
+  key=$(api "$url" POST /v1/keys "$dir/admin.token" \
+    '{"algorithm":"ecdsa-p256","label":"bench-ha-nonce","policy":{"nonces":"envelope"}}' | jq -er .id) ||
+    die "standalone: cannot create the key"
+  solo_keys[i]=$key
+  wait_sign "$url" "$dir/signer.token" "$key" 10 || die "standalone: nonce pre-flight failed"
+}
+solo_target() { echo "${solo_urls[$1]}|${solo_dirs[$1]}/signer.token|${solo_keys[$1]}"; }
+# measure_solos SUFFIX: one standalone appliance alone (solo_SUFFIX), then two at once (duo_SUFFIX).
+measure_solos() {
+  measure "solo_$1" "$connections" "$(solo_target 0)"
+  pin_to "${solo_pids[0]}" 0
+  pin_to "${solo_pids[1]}" 1
+  measure "duo_$1" "$pair_connections" "$(solo_target 0)" "$(solo_target 1)"
+  pin_to "${solo_pids[0]}" all
+  pin_to "${solo_pids[1]}" all
+}
+
+say "2/5 two standalone appliances on https://127.0.0.1:${solo_ports[0]} and :${solo_ports[1]}"
+solo_up 0
+solo_up 1
+measure_solos first
+# They stay up, idle, and are measured again after the pairs: each denominator is the mean of both
 # runs, so that a slower or faster stretch of the machine does not land on one side of the ratios.
 
 # ---- 3. dual-active fast and strict ----------------------------------------------------------------
@@ -332,9 +383,11 @@ for alloc in $alloc_modes; do
   for i in 0 1; do
     wait_sign "$(url_of "$i")" "$signer_token" "$key_id" 30 || die "$alloc: nonce pre-flight on ${pair_names[i]} failed"
   done
+  pin_to "${pair_apid[0]}" 0
+  pin_to "${pair_apid[1]}" 1
   read -r t0a c0a _ _ i0a <<<"$(alloc_stats 0)"
   read -r t0b c0b _ _ i0b <<<"$(alloc_stats 1)"
-  measure "$alloc" "$signer_token" "$key_id" "$pair_connections" "$(url_of 0)" "$(url_of 1)"
+  measure "$alloc" "$pair_connections" "$(url_of 0)|$signer_token|$key_id" "$(url_of 1)|$signer_token|$key_id"
   read -r t1a c1a u1a b1a i1a <<<"$(alloc_stats 0)"
   read -r t1b c1b u1b b1b i1b <<<"$(alloc_stats 1)"
   printf -v "txn_$alloc" '%s' $((t1a - t0a + t1b - t0b))
@@ -361,7 +414,7 @@ if [[ $kills -gt 0 ]]; then
   }
   ai=$(active_index) || die "hot-standby: no active appliance"
   wait_sign "$(url_of "$ai")" "$signer_token" "$key_id" 30 || die "hot-standby: nonce pre-flight failed"
-  measure hs "$signer_token" "$key_id" "$connections" "$(url_of "$ai")"
+  measure hs "$connections" "$(url_of "$ai")|$signer_token|$key_id"
 
   signer=$(head -n1 "$signer_token")
   poll_s=$(awk -v m="$poll_ms" 'BEGIN{printf "%.3f", m/1000}')
@@ -469,13 +522,15 @@ if [[ $kills -gt 0 ]]; then
 fi
 
 # ---- standalone again --------------------------------------------------------------------------
-say "standalone appliance again (the denominator is the mean of both runs)"
-measure solo_last "$solo/signer.token" "$solo_key" "$connections" "$solo_url"
-kill -TERM "$solo_pid"
-wait "$solo_pid" || true
-solo_pid=""
+say "standalone appliances again (each denominator is the mean of both runs)"
+measure_solos last
+for pid in "${solo_pids[@]}"; do kill -TERM "$pid"; done
+for pid in "${solo_pids[@]}"; do wait "$pid" || true; done
+solo_pids=()
 rate_solo=$(((rate_solo_first + rate_solo_last) / 2))
 err_solo=$((err_solo_first + err_solo_last))
+rate_duo=$(((rate_duo_first + rate_duo_last) / 2))
+err_duo=$((err_duo_first + err_duo_last))
 
 # ---- table ----------------------------------------------------------------------------------------
 verdict() { awk -v v="$1" -v l="$3" -v op="$2" 'BEGIN{ok = (op == ">=") ? v >= l : (op == "==" ? v == l : v <= l); print ok ? "PASS" : "MISS"}'; }
@@ -498,6 +553,10 @@ row "standalone nonce sign, HTTPS, c=$connections" "$rate_solo" "sig/s" "1.00x" 
   "$( [[ $err_solo -eq 0 ]] || echo "($err_solo failed)")"
 row "  first run / last run (mean above)" "$rate_solo_first / $rate_solo_last" "sig/s" "" "" ""
 row "  latency p50 / p99 (first run)" "$p50_solo_first / $p99_solo_first" "ms" "" "" ""
+row "two standalone appliances at once, c=$pair_connections+$pair_connections" "$rate_duo" "sig/s" "$(ratio "$rate_duo" "$rate_solo")" "(reference)" \
+  "$( [[ $err_duo -eq 0 ]] || echo "($err_duo failed)")"
+row "  first run / last run (mean above)" "$rate_duo_first / $rate_duo_last" "sig/s" "" "" ""
+row "  latency p50 / p99 (first run, worse)" "$p50_duo_first / $p99_duo_first" "ms" "" "" ""
 if [[ $kills -gt 0 ]]; then
   row "hot-standby, on the active, c=$connections" "$rate_hs" "sig/s" "$(ratio "$rate_hs" "$rate_solo")" "(information)" \
     "$( [[ $err_hs -eq 0 ]] || echo "($err_hs failed)")"
@@ -515,6 +574,7 @@ for alloc in $alloc_modes; do
     row "dual-active $alloc, both at once, c=$pair_connections+$pair_connections" "${!rate_var}" "sig/s" "$(ratio "${!rate_var}" "$rate_solo")" \
       ">= ${target}x standalone" "$(judged "$(ratio "${!rate_var}" "$rate_solo" | tr -d x)" ">=" "$target" "${!err_var}")"
   fi
+  row "  to two standalone appliances at once" "" "" "$(ratio "${!rate_var}" "$rate_duo")" "(information)" ""
   row "  a + b" "${!split_var}" "sig/s" "" "" ""
   row "  latency p50 / p99 (worse appliance)" "${!p50_var} / ${!p99_var}" "ms" "" "" ""
   row "  etcd transactions / CAS conflicts" "${!txn_var} / ${!cas_var}" "" "" "(information)" ""
@@ -525,5 +585,10 @@ echo
 echo "Signet pair benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), took $((($(now_us) - bench_start) / 1000000)) s"
 echo "loopback, HTTPS, three etcd members (heartbeat 50 ms, election 500 ms, pre-vote), lease_ttl_ms 1000;"
 echo "wrk -t1 nonce mode, ${warmup} s warm-up + ${seconds} s per cell, worker_threads $workers; failover: $kills kills, $pollers curl pollers per appliance (${poll_ms} ms pause)"
+if [[ $pin == true ]]; then
+  echo "each appliance of a dual-active pair and of the two standalone appliances at once on a CPU of its own; the others on all $cpus"
+else
+  echo "every appliance on all $cpus CPUs (--no-pin, or a single CPU)"
+fi
 printf '%-50s %13s %-6s %7s %-18s %s\n' "mode" "figure" "unit" "ratio" "target" "result"
 printf '%s\n' "${rows[@]}"
