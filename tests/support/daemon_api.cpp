@@ -4,9 +4,11 @@
 #include <openssl/x509.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "signet/web/api.hpp"
 #include "signet/web/metrics.hpp"
@@ -272,6 +274,19 @@ ProvisionedDaemon::ProvisionedDaemon(DaemonOptions options,
     ApiClient a = api(admin);
     signer = create_client(a, "signer-1", "signer");
     auditor = create_client(a, "auditor-1", "auditor");
+    // The start-up work after readiness (the audit key, its audit.key_created record on a first
+    // start) is done, so that it does not land between a test's before and after snapshots.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    auto settled = [&] {
+        const std::string log = daemon.log();
+        return log.find("event=audit_key ") != std::string::npos ||
+               log.find("event=audit_checkpoints_unavailable") != std::string::npos;
+    };
+    while (!settled() && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    INFO(daemon.log());
+    REQUIRE(settled());
 }
 
 bool RouteInfo::is_public() const {
