@@ -47,7 +47,7 @@
 #   --failover-timeout S  a failover not done after S seconds counts as S (default 15)
 #   --no-pin              leave every appliance on every CPU. By default (2 CPUs or more) each
 #                         appliance of a dual-active pair, and each of the two standalone
-#                         appliances measured at once, runs on a CPU of its own (taskset), as two
+#                         appliances measured at once, runs on half of the CPUs (taskset), as two
 #                         machines split the hardware; the standalone measured alone and the
 #                         hot-standby pair (one appliance signs) have every CPU; etcd and wrk
 #                         are never pinned
@@ -76,7 +76,7 @@ pin=true
 verbose=false
 alloc_modes="fast strict dense"
 
-usage() { sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,54p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
   case $1 in
     --kills) kills=$2; shift 2 ;;
@@ -111,13 +111,27 @@ done
 say() { printf 'bench: %s\n' "$*"; }
 die() { printf 'bench: FAILED: %s\n' "$*" >&2; exit 1; }
 
-cpus=$(nproc)
+# The CPUs this script may use ("0-3", "2,5-7"): appliance 0 of a pinned pair gets the first half,
+# appliance 1 the rest; "all" puts an appliance back on every one of them.
+cpu_allowed=$(taskset -pc $$ | sed 's/.*: *//')
+cpu_ids=()
+IFS=, read -r -a cpu_parts <<<"$cpu_allowed"
+for part in "${cpu_parts[@]}"; do
+  if [[ $part == *-* ]]; then
+    for ((c = ${part%-*}; c <= ${part#*-}; c++)); do cpu_ids+=("$c"); done
+  else
+    cpu_ids+=("$part")
+  fi
+done
+cpus=${#cpu_ids[@]}
 [[ $cpus -ge 2 ]] || pin=false
-# pin_to PID CPU: every thread of PID onto CPU, or onto every CPU with "all"; nothing with --no-pin.
+cpu_half=("$(IFS=,; echo "${cpu_ids[*]:0:cpus / 2}")" "$(IFS=,; echo "${cpu_ids[*]:cpus / 2}")")
+# pin_to PID 0|1|all: every thread of PID onto that half of the CPUs, or all of them; nothing with
+# --no-pin.
 pin_to() {
   [[ $pin == true ]] || return 0
-  local set=$2
-  [[ $set == all ]] && set=0-$((cpus - 1))
+  local set=$cpu_allowed
+  [[ $2 == all ]] || set=${cpu_half[$2]}
   taskset -a -p -c "$set" "$1" >/dev/null || die "taskset -p -c $set $1 failed"
 }
 
@@ -155,7 +169,7 @@ trap 'exit 130' INT TERM
 now_us() { echo "${EPOCHREALTIME/./}"; }
 bench_start=$(now_us)
 
-# Ports: three etcd client + three peer ports, the standalone appliance, two per pair.
+# Ports: three etcd client + three peer ports, the two standalone appliances, two per pair.
 taken=()
 take_port() { pair_free_port "${taken[@]}" || die "no free loopback port"; }  # then: taken+=(PORT)
 pair_client_ports=()
@@ -524,7 +538,7 @@ fi
 # ---- standalone again --------------------------------------------------------------------------
 say "standalone appliances again (each denominator is the mean of both runs)"
 measure_solos last
-for pid in "${solo_pids[@]}"; do kill -TERM "$pid"; done
+for pid in "${solo_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 for pid in "${solo_pids[@]}"; do wait "$pid" || true; done
 solo_pids=()
 rate_solo=$(((rate_solo_first + rate_solo_last) / 2))
@@ -586,7 +600,7 @@ echo "Signet pair benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load
 echo "loopback, HTTPS, three etcd members (heartbeat 50 ms, election 500 ms, pre-vote), lease_ttl_ms 1000;"
 echo "wrk -t1 nonce mode, ${warmup} s warm-up + ${seconds} s per cell, worker_threads $workers; failover: $kills kills, $pollers curl pollers per appliance (${poll_ms} ms pause)"
 if [[ $pin == true ]]; then
-  echo "each appliance of a dual-active pair and of the two standalone appliances at once on a CPU of its own; the others on all $cpus"
+  echo "each appliance of a dual-active pair and of the two standalone appliances at once on half of the CPUs (${cpu_half[0]} | ${cpu_half[1]}); the others on all $cpus"
 else
   echo "every appliance on all $cpus CPUs (--no-pin, or a single CPU)"
 fi
