@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <mutex>
+#include <random>
 #include <stdexcept>
 #include <thread>
 
@@ -151,20 +153,41 @@ ProcessOutcome run_process(const std::vector<std::string>& argv,
     return result;
 }
 
-std::uint16_t free_loopback_port() {
+namespace {
+
+// Binds 127.0.0.1:port (0: any) and returns the port bound, or 0 when it is taken.
+std::uint16_t try_bind_loopback(std::uint16_t port) {
     const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) throw failure("socket");
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
     socklen_t len = sizeof addr;
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-        ::close(fd);
-        throw std::runtime_error("cannot find a free loopback port");
-    }
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                       ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
     ::close(fd);
-    return ntohs(addr.sin_port);
+    return bound ? ntohs(addr.sin_port) : 0;
+}
+
+}  // namespace
+
+std::uint16_t free_loopback_port() {
+    // Below Linux's ephemeral range (32768-60999 by default), so that no outgoing connection of a
+    // test running alongside takes the port before the caller binds it.
+    static std::mutex mu;
+    static std::mt19937 pick(std::random_device{}());
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        std::uint16_t candidate = 0;
+        {
+            const std::lock_guard lock(mu);
+            candidate =
+                static_cast<std::uint16_t>(std::uniform_int_distribution<int>(20000, 32000)(pick));
+        }
+        if (try_bind_loopback(candidate) != 0) return candidate;
+    }
+    if (const std::uint16_t any = try_bind_loopback(0); any != 0) return any;
+    throw std::runtime_error("cannot find a free loopback port");
 }
 
 }  // namespace signet::test

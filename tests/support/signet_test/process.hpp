@@ -50,8 +50,9 @@ struct ProcessOutcome {
 // SIGKILL (which also ends a SIGSTOPped process) and reap.
 void kill_and_reap(pid_t pid);
 
-// A free TCP port on 127.0.0.1 (bound once to port 0, then released: another process may take it
-// before the caller binds it, so callers retry on "address already in use").
+// A free TCP port on 127.0.0.1, below the ephemeral range (bound once, then released: another
+// test may still take it before the caller binds it, so callers retry on "address already in
+// use").
 [[nodiscard]] std::uint16_t free_loopback_port();
 
 }  // namespace signet::test
