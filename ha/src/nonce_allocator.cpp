@@ -592,7 +592,7 @@ struct NonceAllocator::State : std::enable_shared_from_this<NonceAllocator::Stat
             }();
             lock.lock();
             c->committing = false;
-            if (!c->queue.empty()) c->queue.front()->cv.notify_one();  // the slot is free
+            if (!c->queue.empty()) c->queue.front()->cv.notify_one();  // may send the next batch
             lock.unlock();
             // r covers exactly the batch: the last grow() call sized the successful attempt.
             if (r) reserved(c->name, r->first, r->last);
